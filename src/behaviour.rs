@@ -1,0 +1,94 @@
+//! The swarm: one behaviour per protocol, composed, and the transport stack under them.
+
+use libp2p::kad::store::MemoryStore;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    identify, identity::Keypair, kad, mdns, noise, ping, request_response, tcp, yamux,
+    StreamProtocol, Swarm,
+};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::protocol::{KvCodec, KV_PROTOCOL};
+
+/// Identify's protocol version string for peerkv peers.
+pub const IDENTIFY_PROTOCOL: &str = "/peerkv/id/1.0.0";
+
+pub use composed::{Behaviour, BehaviourEvent};
+
+mod composed {
+    // The derive also generates `BehaviourEvent`, whose variants cannot carry docs.
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// Every protocol a peerkv peer speaks.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Routing: the routing table, bootstrap and closest-peer lookups (its record store is unused).
+        pub kad: kad::Behaviour<MemoryStore>,
+        /// LAN discovery; `None` with `--no-mdns`.
+        pub mdns: Toggle<mdns::tokio::Behaviour>,
+        /// The value protocol: Store and Fetch between peers.
+        pub kv: request_response::Behaviour<KvCodec>,
+        /// Tells peers our listen addresses and protocols, and us theirs.
+        pub identify: identify::Behaviour,
+        /// Liveness.
+        pub ping: ping::Behaviour,
+    }
+}
+
+/// Builds the swarm for `config` with identity `keypair`: TCP (Noise, Yamux) and QUIC.
+///
+/// # Errors
+/// [`Error::Swarm`] when a transport or mDNS cannot start, [`Error::Config`] for a bad
+/// Kademlia protocol id.
+pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>> {
+    let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())
+        .map_err(|e| Error::Config(format!("--kad-protocol {:?}: {e}", config.kad_protocol)))?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| Error::Swarm(format!("tcp: {e}")))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(kad_protocol);
+            kad_config.set_query_timeout(config.timeout);
+            let mut kad =
+                kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
+            let kv = request_response::Behaviour::with_codec(
+                KvCodec::new(config.max_value_size),
+                [(KV_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(config.timeout),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.to_owned(),
+                key.public(),
+            ));
+            Ok(Behaviour {
+                kad,
+                mdns: mdns.into(),
+                kv,
+                identify,
+                ping: ping::Behaviour::default(),
+            })
+        })
+        .map_err(|e| Error::Swarm(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,147 @@
+//! The command line: clap derive, each flag's doc comment is its `--help` text.
+
+use std::time::Duration;
+
+use clap::Parser;
+use libp2p::Multiaddr;
+
+use crate::config::{self, Config};
+use crate::protocol::DEFAULT_KAD_PROTOCOL;
+
+/// A peer-to-peer key-value store: start a peer, put and get keys from its REPL.
+///
+/// Peers find each other by mDNS on the LAN or through --bootstrap addresses, and store each key
+/// on the peers closest to it (Kademlia XOR metric). Commands are read from stdin: a line editor
+/// on a terminal, plain lines from a pipe. Type `help` for the list.
+#[derive(Debug, Parser)]
+#[command(name = "peerkv", version)]
+pub struct Cli {
+    /// Address to listen on (repeatable). Default: /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1.
+    #[arg(short, long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+
+    /// Peer to join through, as printed at its start: MULTIADDR/p2p/PEERID (repeatable).
+    #[arg(short, long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+
+    /// Turn mDNS discovery off (use it outside a LAN you own, and in tests).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Print every result as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Kademlia protocol id; peers must share it to route for each other.
+    #[arg(long, value_name = "ID", default_value = DEFAULT_KAD_PROTOCOL)]
+    pub kad_protocol: String,
+
+    /// Replication factor R: how many of the closest peers hold each key (capped by the peers there are).
+    #[arg(short = 'r', long, value_name = "R", default_value_t = config::DEFAULT_REPLICATION)]
+    pub replication: usize,
+
+    /// Acknowledgements a put waits for (W). Default: a majority of the replicas.
+    #[arg(long, value_name = "W")]
+    pub write_quorum: Option<usize>,
+
+    /// Replies a get waits for (Q). Default: a majority of the replicas.
+    #[arg(long, value_name = "Q")]
+    pub read_quorum: Option<usize>,
+
+    /// Largest value accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_VALUE_SIZE)]
+    pub max_value_size: usize,
+
+    /// Deadline of one operation, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TIMEOUT.as_secs_f64())]
+    pub timeout: f64,
+
+    /// Seconds an unused connection stays open.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_IDLE_CONNECTION_TIMEOUT.as_secs_f64())]
+    pub idle_timeout: f64,
+
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("--{name} {secs}: must be a positive number of seconds"))
+}
+
+impl Cli {
+    /// The peer's configuration.
+    ///
+    /// # Errors
+    /// A flag out of range, in words for the user.
+    pub fn config(&self) -> Result<Config, String> {
+        let config = Config {
+            listen: if self.listen.is_empty() {
+                config::default_listen()
+            } else {
+                self.listen.clone()
+            },
+            bootstrap: self.bootstrap.clone(),
+            mdns: !self.no_mdns,
+            kad_protocol: self.kad_protocol.clone(),
+            replication: self.replication,
+            write_quorum: self.write_quorum,
+            read_quorum: self.read_quorum,
+            max_value_size: self.max_value_size,
+            timeout: seconds("timeout", self.timeout)?,
+            idle_connection_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            keypair: None,
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_to_the_config() {
+        let cli = Cli::try_parse_from([
+            "peerkv",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--json",
+            "-r",
+            "3",
+            "--write-quorum",
+            "2",
+            "--max-value-size",
+            "100",
+            "--timeout",
+            "2.5",
+        ])
+        .unwrap();
+        let c = cli.config().unwrap();
+        assert!(!c.mdns && cli.json);
+        assert_eq!(
+            (c.replication, c.write_quorum, c.max_value_size),
+            (3, Some(2), 100)
+        );
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.listen.len(), 1);
+    }
+
+    #[test]
+    fn defaults_listen_on_tcp_and_quic_with_mdns_on() {
+        let c = Cli::try_parse_from(["peerkv"]).unwrap().config().unwrap();
+        assert!(c.mdns);
+        assert_eq!(c.listen.len(), 2);
+    }
+
+    #[test]
+    fn out_of_range_flags_are_refused() {
+        let cli = Cli::try_parse_from(["peerkv", "-r", "2", "--read-quorum", "3"]).unwrap();
+        assert!(cli.config().unwrap_err().contains("--read-quorum"));
+        let cli = Cli::try_parse_from(["peerkv", "--timeout=-1"]).unwrap();
+        assert!(cli.config().is_err());
+    }
+}

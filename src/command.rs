@@ -1,0 +1,203 @@
+//! What the [`Node`](crate::Node) handle asks of the event loop, and the typed reports it gets.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::clock::Hlc;
+use crate::error::Result;
+use crate::protocol::{Request, Response};
+use crate::record::Record;
+
+/// Reply channel of one command.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// One operation for the event loop, carrying its own reply channel.
+pub(crate) enum Command {
+    Put {
+        key: String,
+        value: Option<Vec<u8>>,
+        reply: Reply<PutReport>,
+    },
+    Get {
+        key: String,
+        reply: Reply<GetReport>,
+    },
+    Peers {
+        reply: Reply<Vec<PeerSummary>>,
+    },
+    Routes {
+        reply: Reply<Vec<RouteEntry>>,
+    },
+    Closest {
+        key: String,
+        reply: Reply<ClosestReport>,
+    },
+    Bootstrap {
+        addr: Multiaddr,
+        reply: Reply<BootstrapReport>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<PeerId>,
+    },
+    Info {
+        reply: Reply<NodeInfo>,
+    },
+    Keys {
+        reply: Reply<Vec<KeyEntry>>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: Reply<Response>,
+    },
+    WaitListening {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// How a put (or delete) went.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutReport {
+    /// The key.
+    pub key: String,
+    /// The version written.
+    pub version: Hlc,
+    /// Replicas that acknowledged by the time the put returned.
+    pub acked: usize,
+    /// Replicas chosen.
+    pub replicas: usize,
+    /// Acknowledgements needed (W).
+    pub needed: usize,
+    /// The peers that acknowledged.
+    pub stored_on: Vec<PeerId>,
+    /// From the call to the W-th acknowledgement.
+    pub elapsed: Duration,
+}
+
+/// How a get went.
+#[derive(Debug, Clone)]
+pub struct GetReport {
+    /// The key.
+    pub key: String,
+    /// The newest record the quorum held (a tombstone when the key was deleted), or `None`.
+    pub record: Option<Record>,
+    /// Replicas that answered by the time the get returned.
+    pub replies: usize,
+    /// Replicas asked.
+    pub replicas: usize,
+    /// Answers needed (Q).
+    pub needed: usize,
+    /// From the call to the Q-th answer.
+    pub elapsed: Duration,
+}
+
+impl GetReport {
+    /// The value, or `None` when the key is missing or deleted.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.record.as_ref().and_then(|r| r.value.as_deref())
+    }
+}
+
+/// A peer this node knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerSummary {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Addresses known for it.
+    pub addrs: Vec<Multiaddr>,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Whether it is in the routing table.
+    pub routable: bool,
+    /// Whether it speaks the value protocol (`None` until identify or a request tells).
+    pub kv: Option<bool>,
+}
+
+/// One routing table entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteEntry {
+    /// Bucket index: log2 of the XOR distance to the local peer.
+    pub bucket: u32,
+    /// The peer.
+    pub peer_id: PeerId,
+    /// Its addresses.
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// The result of `closest KEY`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosestReport {
+    /// The key.
+    pub key: String,
+    /// Peers by distance to the key, nearest first, the local peer among them.
+    pub peers: Vec<ClosestPeer>,
+    /// How long the lookup took.
+    pub elapsed: Duration,
+}
+
+/// One peer in a [`ClosestReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosestPeer {
+    /// The peer.
+    pub peer_id: PeerId,
+    /// log2 of its XOR distance to the key.
+    pub distance_log2: Option<u32>,
+    /// Whether it is the local peer.
+    pub local: bool,
+    /// Whether it would hold a replica (among the R nearest value-protocol peers).
+    pub replica: bool,
+}
+
+/// The result of a bootstrap.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapReport {
+    /// The peer bootstrapped from.
+    pub peer_id: PeerId,
+    /// Peers in the routing table afterwards.
+    pub routing_table: usize,
+}
+
+/// What `info` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    /// The local peer id.
+    pub peer_id: PeerId,
+    /// Dialable listen addresses, each ending in `/p2p/<peer id>`.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Open connections' peers.
+    pub connected_peers: usize,
+    /// Peers in the routing table.
+    pub routing_table: usize,
+    /// Peers known to speak the value protocol.
+    pub kv_peers: usize,
+    /// Records held locally (tombstones included).
+    pub records: usize,
+    /// Key and value bytes held.
+    pub bytes: usize,
+    /// Replication factor R.
+    pub replication: usize,
+    /// Operations in flight.
+    pub pending_ops: usize,
+}
+
+/// A record held locally, as `keys` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: String,
+    /// Its version.
+    pub version: Hlc,
+    /// Who wrote it.
+    pub writer: Option<PeerId>,
+    /// Value size in bytes.
+    pub size: usize,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+}

@@ -1,0 +1,194 @@
+//! Configuration of one peer. Every field states its default; [`Config::validate`] checks that
+//! they hold together before anything starts.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::Multiaddr;
+
+use crate::error::{Error, Result};
+use crate::protocol::DEFAULT_KAD_PROTOCOL;
+
+/// Default replication factor R.
+pub const DEFAULT_REPLICATION: usize = 5;
+/// Default largest value: 1 MiB.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1 << 20;
+/// Largest `max_value_size` accepted: 64 MiB (a message is held whole in memory).
+pub const MAX_MAX_VALUE_SIZE: usize = 64 << 20;
+/// Default deadline of one operation.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idle time after which a connection nobody uses is closed.
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How one peer runs.
+#[derive(Clone)]
+pub struct Config {
+    /// Addresses to listen on. Default: `/ip4/0.0.0.0/tcp/0` and `/ip4/0.0.0.0/udp/0/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through, each `…/p2p/PEERID`. Default: none.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN by mDNS. Default: on. Turn it off outside a network you own.
+    pub mdns: bool,
+    /// Kademlia protocol id. Default: `/peerkv/kad/1.0.0`.
+    pub kad_protocol: String,
+    /// Replication factor R: how many of the closest peers hold a key. Default: 5 (never more
+    /// than the peers there are).
+    pub replication: usize,
+    /// Acknowledgements a put waits for (W). Default: `None`, a majority of the replicas chosen.
+    pub write_quorum: Option<usize>,
+    /// Replies a get waits for (Q). Default: `None`, a majority of the replicas chosen.
+    pub read_quorum: Option<usize>,
+    /// Largest value accepted, in bytes. Default: 1 MiB. The codec's limits follow from it.
+    pub max_value_size: usize,
+    /// Deadline of one operation (lookup plus replica round trips). Default: 10 s.
+    pub timeout: Duration,
+    /// How long an unused connection stays open. Default: 60 s.
+    pub idle_connection_timeout: Duration,
+    /// The peer's identity. Default: `None`, a new Ed25519 key at every start.
+    pub keypair: Option<Keypair>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("bootstrap", &self.bootstrap)
+            .field("mdns", &self.mdns)
+            .field("kad_protocol", &self.kad_protocol)
+            .field("replication", &self.replication)
+            .field("write_quorum", &self.write_quorum)
+            .field("read_quorum", &self.read_quorum)
+            .field("max_value_size", &self.max_value_size)
+            .field("timeout", &self.timeout)
+            .field("idle_connection_timeout", &self.idle_connection_timeout)
+            .field(
+                "keypair",
+                &self.keypair.as_ref().map(|k| k.public().to_peer_id()),
+            )
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            mdns: true,
+            kad_protocol: DEFAULT_KAD_PROTOCOL.to_owned(),
+            replication: DEFAULT_REPLICATION,
+            write_quorum: None,
+            read_quorum: None,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            keypair: None,
+        }
+    }
+}
+
+/// The default listen addresses: TCP and QUIC on every interface, ports chosen by the system.
+pub fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+impl Config {
+    /// A configuration for tests and local clusters: TCP on 127.0.0.1 only, mDNS off.
+    pub fn local() -> Self {
+        Self {
+            listen: "/ip4/127.0.0.1/tcp/0".parse().into_iter().collect(),
+            mdns: false,
+            ..Self::default()
+        }
+    }
+
+    /// Checks that the fields hold together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field and what it must be.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.listen.is_empty() {
+            return bad("no listen address: give at least one --listen".into());
+        }
+        if self.replication == 0 {
+            return bad("--replication must be at least 1".into());
+        }
+        for (name, q) in [
+            ("--write-quorum", self.write_quorum),
+            ("--read-quorum", self.read_quorum),
+        ] {
+            if let Some(q) = q {
+                if q == 0 || q > self.replication {
+                    return bad(format!(
+                        "{name} {q} must be between 1 and --replication ({})",
+                        self.replication
+                    ));
+                }
+            }
+        }
+        if self.max_value_size == 0 || self.max_value_size > MAX_MAX_VALUE_SIZE {
+            return bad(format!(
+                "--max-value-size {} must be between 1 and {MAX_MAX_VALUE_SIZE}",
+                self.max_value_size
+            ));
+        }
+        if self.timeout.is_zero() {
+            return bad("--timeout must be above 0".into());
+        }
+        if !self.kad_protocol.starts_with('/') {
+            return bad(format!(
+                "--kad-protocol {:?} must start with '/'",
+                self.kad_protocol
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+        Config::local().validate().unwrap();
+        assert_eq!(Config::default().listen.len(), 2);
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_flag_named() {
+        let c = Config {
+            write_quorum: Some(6),
+            ..Config::local()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--write-quorum"));
+        let c = Config {
+            replication: 0,
+            ..Config::local()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            max_value_size: 0,
+            ..Config::local()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--max-value-size"));
+        let c = Config {
+            kad_protocol: "kad".into(),
+            ..Config::local()
+        };
+        assert!(c.validate().is_err());
+    }
+}

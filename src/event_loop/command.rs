@@ -1,0 +1,339 @@
+//! One handler per command from the [`Node`](crate::Node) handle.
+
+use std::time::Instant;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId};
+
+use super::ops::{Op, PendingGet, PendingPut};
+use super::{DialPurpose, EventLoop, Lookup, Outbound, PendingDial, MAX_PENDING_OPS};
+use crate::clock::now_ms;
+use crate::command::{BootstrapReport, Command, KeyEntry, NodeInfo, Reply, RouteEntry};
+use crate::error::Error;
+use crate::record::{check_key, Record};
+
+/// Splits `…/p2p/PEERID` into the transport address and the peer id.
+pub(crate) fn split_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut transport = addr.clone();
+    match transport.pop() {
+        Some(Protocol::P2p(peer)) => (transport, Some(peer)),
+        _ => (addr.clone(), None),
+    }
+}
+
+impl EventLoop {
+    pub(super) fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Put { key, value, reply } => self.start_put(key, value, reply),
+            Command::Get { key, reply } => self.start_get(key, reply),
+            Command::Peers { reply } => {
+                let peers = self.peer_summaries();
+                let _ = reply.send(Ok(peers));
+            }
+            Command::Routes { reply } => {
+                let routes = self.routes();
+                let _ = reply.send(Ok(routes));
+            }
+            Command::Closest { key, reply } => self.start_closest(key, reply),
+            Command::Bootstrap { addr, reply } => self.start_bootstrap(addr, reply),
+            Command::Dial { addr, reply } => self.start_dial(addr, reply),
+            Command::Info { reply } => {
+                let info = self.info();
+                let _ = reply.send(Ok(info));
+            }
+            Command::Keys { reply } => {
+                let keys = self
+                    .store
+                    .iter()
+                    .map(|r| KeyEntry {
+                        key: r.key.clone(),
+                        version: r.version,
+                        writer: r.writer_id().ok(),
+                        size: r.value_len(),
+                        deleted: r.is_tombstone(),
+                    })
+                    .collect();
+                let _ = reply.send(Ok(keys));
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+                self.requests.insert(id, Outbound::Raw(reply));
+            }
+            Command::WaitListening { reply } => {
+                if self.listeners_waiting.is_empty() {
+                    let _ = reply.send(Ok(self.dialable_listen_addrs()));
+                } else {
+                    self.listen_waiters.push(reply);
+                }
+            }
+            Command::Shutdown { reply } => {
+                // Handled in `run`; kept total for the match.
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        self.pending() >= MAX_PENDING_OPS
+    }
+
+    /// The error to answer with when no peer is known at all.
+    fn no_peers(&mut self) -> Option<Error> {
+        let known = self.routing_table_len();
+        if known == 0 && self.swarm.connected_peers().next().is_none() {
+            Some(Error::NoPeers { known: 0 })
+        } else {
+            None
+        }
+    }
+
+    fn start_put(&mut self, key: String, value: Option<Vec<u8>>, reply: Reply<crate::PutReport>) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        // The handle checks these too; a library caller may hold an old handle config.
+        if let Err(e) = check_key(&key, &self.local_peer_id()) {
+            let _ = reply.send(Err(Error::BadKey(e)));
+            return;
+        }
+        let size = value.as_ref().map_or(0, Vec::len);
+        if size > self.config.max_value_size {
+            let _ = reply.send(Err(Error::ValueTooLarge {
+                size,
+                limit: self.config.max_value_size,
+            }));
+            return;
+        }
+        if let Some(e) = self.no_peers() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let version = self.clock.tick(now_ms());
+        let record = match Record::sign(&self.keypair, key, value, version, None) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = reply.send(Err(Error::Signing(e.to_string())));
+                return;
+            }
+        };
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_peers(record.key.as_bytes().to_vec());
+        let now = Instant::now();
+        let id = self.new_op_id();
+        tracing::debug!(op = id, key = %record.key, version = %record.version, "put: lookup");
+        self.ops.insert(
+            id,
+            Op::Put(PendingPut {
+                record,
+                tally: None,
+                started: now,
+                deadline: now + self.config.timeout,
+                reply,
+            }),
+        );
+        self.lookups.insert(query, Lookup::Op(id));
+    }
+
+    fn start_get(&mut self, key: String, reply: Reply<crate::GetReport>) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        if let Some(e) = self.no_peers() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_peers(key.as_bytes().to_vec());
+        let now = Instant::now();
+        let id = self.new_op_id();
+        tracing::debug!(op = id, %key, "get: lookup");
+        self.ops.insert(
+            id,
+            Op::Get(PendingGet {
+                key,
+                tally: None,
+                replies: Vec::new(),
+                started: now,
+                deadline: now + self.config.timeout,
+                reply: Some(reply),
+            }),
+        );
+        self.lookups.insert(query, Lookup::Op(id));
+    }
+
+    fn new_op_id(&mut self) -> u64 {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    fn start_closest(&mut self, key: String, reply: Reply<crate::ClosestReport>) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        if let Some(e) = self.no_peers() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_peers(key.as_bytes().to_vec());
+        let now = Instant::now();
+        self.lookups.insert(
+            query,
+            Lookup::Closest {
+                key,
+                started: now,
+                deadline: now + self.config.timeout,
+                reply,
+            },
+        );
+    }
+
+    fn start_bootstrap(&mut self, addr: Multiaddr, reply: Reply<BootstrapReport>) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        let (transport, peer) = split_p2p(&addr);
+        let Some(peer) = peer else {
+            let _ = reply.send(Err(Error::NoPeerIdInAddr(addr)));
+            return;
+        };
+        if peer == self.local_peer_id() {
+            let _ = reply.send(Err(Error::Unreachable {
+                addr,
+                reason: "that is this peer's own address".into(),
+            }));
+            return;
+        }
+        if self.swarm.is_connected(&peer) {
+            self.swarm.behaviour_mut().kad.add_address(&peer, transport);
+            self.run_bootstrap(peer, reply);
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![transport])
+            .condition(PeerCondition::Always)
+            .build();
+        self.dial_for(opts, addr, DialPurpose::Bootstrap(peer, reply));
+    }
+
+    fn start_dial(&mut self, addr: Multiaddr, reply: Reply<PeerId>) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        let (transport, peer) = split_p2p(&addr);
+        let opts = match peer {
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![transport])
+                .condition(PeerCondition::Always)
+                .build(),
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        self.dial_for(opts, addr, DialPurpose::Dial(reply));
+    }
+
+    fn dial_for(&mut self, opts: DialOpts, addr: Multiaddr, purpose: DialPurpose) {
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(
+                    connection,
+                    PendingDial {
+                        addr,
+                        deadline: Instant::now() + self.config.timeout,
+                        purpose,
+                    },
+                );
+            }
+            Err(e) => {
+                let err = Error::Unreachable {
+                    addr,
+                    reason: e.to_string(),
+                };
+                match purpose {
+                    DialPurpose::Dial(reply) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    DialPurpose::Bootstrap(_, reply) => {
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a Kademlia bootstrap once connected to `peer`.
+    pub(super) fn run_bootstrap(&mut self, peer: PeerId, reply: Reply<BootstrapReport>) {
+        match self.swarm.behaviour_mut().kad.bootstrap() {
+            Ok(query) => {
+                self.lookups.insert(
+                    query,
+                    Lookup::Bootstrap {
+                        peer,
+                        deadline: Instant::now() + self.config.timeout,
+                        reply,
+                    },
+                );
+            }
+            Err(_) => {
+                // Connected, but the peer is not in the routing table (it does not speak our
+                // Kademlia protocol id in server mode).
+                let _ = reply.send(Err(Error::Unreachable {
+                    addr: Multiaddr::empty().with_p2p(peer).unwrap_or_else(|a| a),
+                    reason: format!(
+                        "connected, but it does not serve Kademlia on {} — check --kad-protocol",
+                        self.config.kad_protocol
+                    ),
+                }));
+            }
+        }
+    }
+
+    fn routes(&mut self) -> Vec<RouteEntry> {
+        let local = self.local_key;
+        let mut routes = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                routes.push(RouteEntry {
+                    bucket: local.distance(entry.node.key).ilog2().unwrap_or(0),
+                    peer_id: *entry.node.key.preimage(),
+                    addrs: entry.node.value.iter().cloned().collect(),
+                });
+            }
+        }
+        routes.sort_by_key(|r| (r.bucket, r.peer_id.to_base58()));
+        routes
+    }
+
+    fn info(&mut self) -> NodeInfo {
+        NodeInfo {
+            peer_id: self.local_peer_id(),
+            listen_addrs: self.dialable_listen_addrs(),
+            connected_peers: self.swarm.connected_peers().count(),
+            routing_table: self.routing_table_len(),
+            kv_peers: self.kv_support.values().filter(|v| **v).count(),
+            records: self.store.len(),
+            bytes: self.store.bytes(),
+            replication: self.config.replication,
+            pending_ops: self.ops.len(),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The event loop: owns the swarm, the store, the clock and every map of work in flight.
+//!
+//! One task runs [`EventLoop::run`]: a `select!` in a fixed order — local commands first, then
+//! swarm events, then the deadline sweep — so a user's command is never starved by network
+//! chatter, and every operation ends by its deadline. Nothing here panics on what a peer or a
+//! user sends: handlers log and carry on.
+//!
+//! - `command.rs`: one handler per [`Command`](crate::command::Command).
+//! - `network.rs`: swarm events — Kademlia, identify, mDNS, connections, listeners.
+//! - `value.rs`: the value protocol — serving requests, counting answers, repairs.
+//! - `ops.rs`: operations in flight and their quorum tally.
+
+mod command;
+mod network;
+pub(crate) mod ops;
+mod value;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::kad::{KBucketKey, QueryId};
+use libp2p::request_response::OutboundRequestId;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+
+use crate::behaviour::Behaviour;
+use crate::clock::Clock;
+use crate::command::{BootstrapReport, ClosestReport, Command, PeerSummary, Reply};
+use crate::config::Config;
+use crate::error::Error;
+use crate::protocol::Response;
+use crate::store::Store;
+use ops::{Op, OpId};
+
+/// Most operations (puts, gets, lookups, dials) in flight at once; more are refused as busy.
+pub const MAX_PENDING_OPS: usize = 1024;
+
+/// How often deadlines are checked.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long start-up waits for every listener to report an address.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+
+/// What a finished Kademlia query was for.
+enum Lookup {
+    /// The closest peers for a put or get.
+    Op(OpId),
+    /// `closest KEY`.
+    Closest {
+        key: String,
+        started: Instant,
+        deadline: Instant,
+        reply: Reply<ClosestReport>,
+    },
+    /// A bootstrap after dialing `peer`.
+    Bootstrap {
+        peer: PeerId,
+        deadline: Instant,
+        reply: Reply<BootstrapReport>,
+    },
+}
+
+/// What an outbound value-protocol request was for.
+enum Outbound {
+    /// Part of a put or get.
+    Op(OpId),
+    /// A read repair or hand-off: nobody waits for it.
+    Repair { key: String },
+    /// A raw request from [`Node::send_request`](crate::Node::send_request).
+    Raw(Reply<Response>),
+}
+
+/// A dial someone waits for.
+struct PendingDial {
+    addr: Multiaddr,
+    deadline: Instant,
+    purpose: DialPurpose,
+}
+
+enum DialPurpose {
+    Dial(Reply<PeerId>),
+    Bootstrap(PeerId, Reply<BootstrapReport>),
+}
+
+/// The owner of all mutable state of one peer.
+pub(crate) struct EventLoop {
+    /// The libp2p swarm with every behaviour.
+    swarm: Swarm<Behaviour>,
+    /// Signs our records.
+    keypair: Keypair,
+    /// Limits, quorums, timeouts.
+    config: Config,
+    /// Commands from [`Node`](crate::Node) handles.
+    commands: mpsc::Receiver<Command>,
+    /// Records held here.
+    store: Store,
+    /// Versions for our writes.
+    clock: Clock,
+    /// The local peer as a Kademlia key, for bucket numbers.
+    local_key: KBucketKey<PeerId>,
+    /// Listeners that have not reported an address yet.
+    listeners_waiting: HashSet<ListenerId>,
+    /// Addresses we listen on (without `/p2p`).
+    listen_addrs: Vec<Multiaddr>,
+    /// Callers waiting for the listen addresses.
+    listen_waiters: Vec<Reply<Vec<crate::Multiaddr>>>,
+    /// When start-up stops waiting for silent listeners.
+    listen_deadline: Instant,
+    /// Which peers speak the value protocol (identify or a failed request told us).
+    kv_support: HashMap<PeerId, bool>,
+    /// Addresses learnt from identify, for `peers`.
+    peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Next [`OpId`].
+    next_op: OpId,
+    /// Puts and gets in flight.
+    ops: HashMap<OpId, Op>,
+    /// Kademlia queries someone waits for.
+    lookups: HashMap<QueryId, Lookup>,
+    /// Value-protocol requests in flight.
+    requests: HashMap<OutboundRequestId, Outbound>,
+    /// Dials someone waits for.
+    dials: HashMap<ConnectionId, PendingDial>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        keypair: Keypair,
+        config: Config,
+        commands: mpsc::Receiver<Command>,
+        listeners: Vec<ListenerId>,
+    ) -> Self {
+        let local_key = KBucketKey::from(*swarm.local_peer_id());
+        Self {
+            swarm,
+            keypair,
+            config,
+            commands,
+            store: Store::new(),
+            clock: Clock::new(),
+            local_key,
+            listeners_waiting: listeners.into_iter().collect(),
+            listen_addrs: Vec::new(),
+            listen_waiters: Vec::new(),
+            listen_deadline: Instant::now() + LISTEN_WAIT,
+            kv_support: HashMap::new(),
+            peer_addrs: HashMap::new(),
+            next_op: 0,
+            ops: HashMap::new(),
+            lookups: HashMap::new(),
+            requests: HashMap::new(),
+            dials: HashMap::new(),
+        }
+    }
+
+    /// Runs until a shutdown command arrives or every handle is dropped.
+    pub(crate) async fn run(mut self) {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown();
+                        let _ = reply.send(Ok(()));
+                        break;
+                    }
+                    Some(command) => self.handle_command(command),
+                    None => {
+                        self.shutdown();
+                        break;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                _ = sweep.tick() => self.sweep(Instant::now()),
+            }
+        }
+        tracing::debug!("event loop stopped");
+    }
+
+    fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    fn routing_table_len(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
+    }
+
+    /// Work in flight, for the busy check.
+    fn pending(&self) -> usize {
+        self.ops.len() + self.lookups.len() + self.dials.len()
+    }
+
+    fn dialable(&self, addr: &Multiaddr) -> Multiaddr {
+        addr.clone()
+            .with_p2p(self.local_peer_id())
+            .unwrap_or_else(|a| a)
+    }
+
+    fn dialable_listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs.iter().map(|a| self.dialable(a)).collect()
+    }
+
+    fn answer_listen_waiters(&mut self) {
+        let addrs = self.dialable_listen_addrs();
+        for reply in self.listen_waiters.drain(..) {
+            let _ = reply.send(Ok(addrs.clone()));
+        }
+    }
+
+    /// Ends everything in flight with [`Error::Shutdown`].
+    fn shutdown(&mut self) {
+        for (_, op) in self.ops.drain() {
+            match op {
+                Op::Put(p) => {
+                    let _ = p.reply.send(Err(Error::Shutdown));
+                }
+                Op::Get(g) => {
+                    if let Some(reply) = g.reply {
+                        let _ = reply.send(Err(Error::Shutdown));
+                    }
+                }
+            }
+        }
+        for (_, lookup) in self.lookups.drain() {
+            match lookup {
+                Lookup::Op(_) => {}
+                Lookup::Closest { reply, .. } => {
+                    let _ = reply.send(Err(Error::Shutdown));
+                }
+                Lookup::Bootstrap { reply, .. } => {
+                    let _ = reply.send(Err(Error::Shutdown));
+                }
+            }
+        }
+        for (_, out) in self.requests.drain() {
+            if let Outbound::Raw(reply) = out {
+                let _ = reply.send(Err(Error::Shutdown));
+            }
+        }
+        for (_, dial) in self.dials.drain() {
+            match dial.purpose {
+                DialPurpose::Dial(reply) => {
+                    let _ = reply.send(Err(Error::Shutdown));
+                }
+                DialPurpose::Bootstrap(_, reply) => {
+                    let _ = reply.send(Err(Error::Shutdown));
+                }
+            }
+        }
+        let addrs = self.dialable_listen_addrs();
+        for reply in self.listen_waiters.drain(..) {
+            let _ = reply.send(Ok(addrs.clone()));
+        }
+    }
+
+    /// Ends what passed its deadline.
+    fn sweep(&mut self, now: Instant) {
+        if !self.listen_waiters.is_empty() && now >= self.listen_deadline {
+            self.answer_listen_waiters();
+        }
+        let expired: Vec<OpId> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| op.deadline() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.expire_op(id);
+        }
+        let expired: Vec<QueryId> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| match l {
+                Lookup::Op(op) => !self.ops.contains_key(op),
+                Lookup::Closest { deadline, .. } | Lookup::Bootstrap { deadline, .. } => {
+                    *deadline <= now
+                }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                query.finish();
+            }
+            let timeout = Error::Timeout {
+                after: self.config.timeout,
+                acked: 0,
+                needed: 1,
+                failures: vec!["the Kademlia lookup did not finish".into()],
+            };
+            match self.lookups.remove(&id) {
+                Some(Lookup::Closest { reply, .. }) => {
+                    let _ = reply.send(Err(timeout));
+                }
+                Some(Lookup::Bootstrap { reply, .. }) => {
+                    let _ = reply.send(Err(timeout));
+                }
+                Some(Lookup::Op(_)) | None => {}
+            }
+        }
+        let expired: Vec<ConnectionId> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| d.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(dial) = self.dials.remove(&id) {
+                let err = Error::Unreachable {
+                    addr: dial.addr,
+                    reason: format!(
+                        "no connection within {:.1} s",
+                        self.config.timeout.as_secs_f64()
+                    ),
+                };
+                match dial.purpose {
+                    DialPurpose::Dial(reply) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    DialPurpose::Bootstrap(_, reply) => {
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Peers known: the routing table and open connections.
+    fn peer_summaries(&mut self) -> Vec<PeerSummary> {
+        let mut known: HashMap<PeerId, PeerSummary> = HashMap::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                known.insert(
+                    peer,
+                    PeerSummary {
+                        peer_id: peer,
+                        addrs: entry.node.value.iter().cloned().collect(),
+                        connected: false,
+                        routable: true,
+                        kv: None,
+                    },
+                );
+            }
+        }
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            known
+                .entry(peer)
+                .or_insert_with(|| PeerSummary {
+                    peer_id: peer,
+                    addrs: Vec::new(),
+                    connected: true,
+                    routable: false,
+                    kv: None,
+                })
+                .connected = true;
+        }
+        let mut out: Vec<PeerSummary> = known
+            .into_values()
+            .map(|mut p| {
+                p.kv = self.kv_support.get(&p.peer_id).copied();
+                if p.addrs.is_empty() {
+                    p.addrs = self.peer_addrs.get(&p.peer_id).cloned().unwrap_or_default();
+                }
+                p
+            })
+            .collect();
+        out.sort_by_key(|p| p.peer_id.to_base58());
+        out
+    }
+}

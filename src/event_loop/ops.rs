@@ -1,0 +1,191 @@
+//! Operations in flight (puts, gets) and the tally that decides when a quorum is met or can no
+//! longer be. The tally is plain data: the event loop feeds it answers and acts on its verdict.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use libp2p::PeerId;
+
+use crate::command::{GetReport, PutReport, Reply};
+use crate::placement::{self, Plan};
+use crate::record::Record;
+
+/// Identifies one operation across its lookup and its requests.
+pub(crate) type OpId = u64;
+
+/// How many failure reasons an error message carries.
+const MAX_REASONS: usize = 4;
+
+/// Counting answers against a quorum, with spare candidates to ask in place of failures.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// Replicas chosen (R, capped by the candidates there were).
+    pub replicas: usize,
+    /// Answers needed.
+    pub needed: usize,
+    /// Candidates not asked yet, nearest first.
+    pub spares: VecDeque<PeerId>,
+    /// Peers that answered well.
+    pub ok: Vec<PeerId>,
+    /// Why the others did not (first few).
+    pub failures: Vec<String>,
+    /// Requests sent and not yet answered.
+    pub in_flight: usize,
+}
+
+impl Tally {
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            replicas: plan.replicas.len(),
+            needed: plan.needed,
+            spares: plan.spares.iter().copied().collect(),
+            ok: Vec::new(),
+            failures: Vec::new(),
+            in_flight: 0,
+        }
+    }
+
+    /// Records a good answer from `peer`.
+    pub fn succeed(&mut self, peer: PeerId) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.ok.push(peer);
+    }
+
+    /// Records a failure of `peer`; returns the spare to ask instead, if one is left and the
+    /// quorum is still open.
+    pub fn fail(&mut self, peer: PeerId, reason: impl std::fmt::Display) -> Option<PeerId> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.failures.len() < MAX_REASONS {
+            self.failures.push(format!("{}: {reason}", short(&peer)));
+        }
+        if self.met() {
+            return None;
+        }
+        self.spares.pop_front()
+    }
+
+    /// Enough answers.
+    pub fn met(&self) -> bool {
+        self.ok.len() >= self.needed
+    }
+
+    /// Not enough answers can come any more.
+    pub fn impossible(&self) -> bool {
+        self.ok.len() + self.in_flight + self.spares.len() < self.needed
+    }
+}
+
+/// The last characters of a peer id, enough to tell peers apart in a message.
+pub(crate) fn short(peer: &PeerId) -> String {
+    let s = peer.to_base58();
+    let tail = s.len().saturating_sub(8);
+    format!("…{}", &s[tail..])
+}
+
+/// A put (or delete) in flight.
+pub(crate) struct PendingPut {
+    /// The signed record being written.
+    pub record: Record,
+    /// `None` while the lookup runs.
+    pub tally: Option<Tally>,
+    pub started: Instant,
+    pub deadline: Instant,
+    pub reply: Reply<PutReport>,
+}
+
+impl PendingPut {
+    pub fn report(&self, tally: &Tally) -> PutReport {
+        PutReport {
+            key: self.record.key.clone(),
+            version: self.record.version,
+            acked: tally.ok.len(),
+            replicas: tally.replicas,
+            needed: tally.needed,
+            stored_on: tally.ok.clone(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+/// A get in flight.
+pub(crate) struct PendingGet {
+    pub key: String,
+    /// `None` while the lookup runs.
+    pub tally: Option<Tally>,
+    /// What each replica that answered holds.
+    pub replies: Vec<(PeerId, Option<Record>)>,
+    pub started: Instant,
+    pub deadline: Instant,
+    /// Taken when the get has answered; the op lives on until every reply is in, for repair.
+    pub reply: Option<Reply<GetReport>>,
+}
+
+impl PendingGet {
+    pub fn newest(&self) -> Option<Record> {
+        placement::newest(self.replies.iter().map(|(_, r)| r)).cloned()
+    }
+
+    pub fn report(&self, tally: &Tally) -> GetReport {
+        GetReport {
+            key: self.key.clone(),
+            record: self.newest(),
+            replies: self.replies.len(),
+            replicas: tally.replicas,
+            needed: tally.needed,
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+/// An operation in flight.
+pub(crate) enum Op {
+    Put(PendingPut),
+    Get(PendingGet),
+}
+
+impl Op {
+    pub fn deadline(&self) -> Instant {
+        match self {
+            Op::Put(p) => p.deadline,
+            Op::Get(g) => g.deadline,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(replicas: usize, spares: usize, needed: usize) -> Plan {
+        Plan {
+            replicas: (0..replicas).map(|_| PeerId::random()).collect(),
+            spares: (0..spares).map(|_| PeerId::random()).collect(),
+            needed,
+        }
+    }
+
+    #[test]
+    fn a_failure_is_replaced_by_a_spare_until_the_quorum_is_met() {
+        let p = plan(3, 1, 2);
+        let mut t = Tally::new(&p);
+        t.in_flight = 3;
+        assert_eq!(t.fail(p.replicas[0], "refused"), Some(p.spares[0]));
+        t.in_flight += 1;
+        assert!(!t.met() && !t.impossible());
+        t.succeed(p.replicas[1]);
+        t.succeed(p.replicas[2]);
+        assert!(t.met());
+        assert_eq!(t.failures.len(), 1);
+    }
+
+    #[test]
+    fn impossible_when_too_few_can_still_answer() {
+        let p = plan(3, 0, 3);
+        let mut t = Tally::new(&p);
+        t.in_flight = 3;
+        t.succeed(p.replicas[0]);
+        assert!(!t.impossible());
+        assert_eq!(t.fail(p.replicas[1], "timeout"), None);
+        assert!(t.impossible());
+    }
+}

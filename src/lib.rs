@@ -1,0 +1,58 @@
+//! # peerkv — a peer-to-peer key-value store on libp2p
+//!
+//! Every process is an equal peer running one libp2p swarm: Kademlia for routing, mDNS for LAN
+//! discovery, identify and ping, and peerkv's own request-response value protocol
+//! (`/peerkv/kv/1.0.0`) that stores signed, versioned records on the R peers closest to a key.
+//!
+//! ```text
+//! REPL / one-shot ─> Node (handle) ─mpsc─> EventLoop ─> Swarm (kad, mdns, kv, identify, ping)
+//!                     oneshot replies        │
+//!                                            └─> Store, Clock, placement (pure)
+//! ```
+//!
+//! Layout:
+//! - [`node`]: the cloneable [`Node`] handle, the library's public face.
+//! - `event_loop`: owns the swarm and every piece of mutable state.
+//! - [`behaviour`]: the composed `NetworkBehaviour` and the transport stack.
+//! - [`protocol`]: wire types and the codec of the value protocol.
+//! - [`record`], [`clock`], [`placement`]: the pure core — signed records and their merge, the
+//!   hybrid logical clock, replica choice and quorum arithmetic.
+//! - [`store`]: the records a peer holds.
+//! - [`repl`], [`output`], [`cli`]: the faces for people and scripts.
+//!
+//! ```no_run
+//! # async fn demo() -> peerkv::Result<()> {
+//! let a = peerkv::Node::spawn(peerkv::Config::local()).await?;
+//! let addr = a.listen_addrs().await?[0].clone();
+//! let b = peerkv::Node::spawn(peerkv::Config { bootstrap: vec![addr], ..peerkv::Config::local() }).await?;
+//! b.put("greeting", "hello").await?;
+//! assert_eq!(a.get("greeting").await?.value(), Some(&b"hello"[..]));
+//! # Ok(()) }
+//! ```
+
+pub mod behaviour;
+pub mod cli;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod error;
+mod event_loop;
+pub mod node;
+pub mod output;
+pub mod placement;
+pub mod protocol;
+pub mod record;
+pub mod repl;
+pub mod store;
+
+pub use clock::Hlc;
+pub use command::{
+    BootstrapReport, ClosestPeer, ClosestReport, GetReport, KeyEntry, NodeInfo, PeerSummary,
+    PutReport, RouteEntry,
+};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use libp2p::{Multiaddr, PeerId};
+pub use node::Node;
+pub use protocol::{Request, Response};
+pub use record::Record;

@@ -1,0 +1,252 @@
+//! [`Node`]: the cheap, cloneable handle through which everything talks to a running peer.
+//!
+//! Each method files one [`Command`] with its own reply channel on a bounded queue and awaits
+//! the answer. Every operation has a deadline inside the event loop, so none of them hangs.
+//! Dropping a method's future early is safe (the loop notices the closed reply channel); the
+//! operation itself may still complete on the network.
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::behaviour::build_swarm;
+use crate::command::{
+    BootstrapReport, ClosestReport, Command, GetReport, KeyEntry, NodeInfo, PeerSummary, PutReport,
+    RouteEntry,
+};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
+use crate::protocol::{Request, Response};
+use crate::record::check_key;
+
+/// Capacity of the command queue from handles to the event loop.
+pub const COMMAND_CAP: usize = 256;
+
+/// Handle to a running peer. Clone it freely; the peer stops on [`Node::shutdown`].
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Queue into the event loop, which owns all mutable state.
+    commands: mpsc::Sender<Command>,
+    /// The local peer id (immutable).
+    peer_id: PeerId,
+    /// Checked before anything is sent, so an oversized value never leaves the caller.
+    max_value_size: usize,
+    /// The event loop's task, to await on shutdown.
+    task: std::sync::Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Node {
+    /// Starts a peer: builds the swarm, listens, starts the event loop on the current tokio
+    /// runtime, waits until the listen addresses are known, then bootstraps from each address
+    /// in `config.bootstrap` (a bootstrap that fails is logged as a warning and the peer runs
+    /// on; see [`Node::bootstrap`] to handle it yourself).
+    ///
+    /// # Errors
+    /// A bad configuration, a transport that cannot start, or an address it cannot listen on.
+    pub async fn spawn(config: Config) -> Result<Node> {
+        config.validate()?;
+        let keypair = config
+            .keypair
+            .clone()
+            .unwrap_or_else(Keypair::generate_ed25519);
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = build_swarm(&config, keypair.clone())?;
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+            listeners.push(id);
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_CAP);
+        let event_loop = EventLoop::new(swarm, keypair, config.clone(), rx, listeners);
+        let task = tokio::spawn(event_loop.run());
+        let node = Node {
+            commands: tx,
+            peer_id,
+            max_value_size: config.max_value_size,
+            task: std::sync::Arc::new(tokio::sync::Mutex::new(Some(task))),
+        };
+        node.listen_addrs().await?;
+        for addr in &config.bootstrap {
+            if let Err(e) = node.bootstrap(addr.clone()).await {
+                tracing::warn!(%addr, "bootstrap failed: {e}");
+            }
+        }
+        Ok(node)
+    }
+
+    /// The local peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    fn check_put(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        check_key(key, &self.peer_id).map_err(Error::BadKey)?;
+        let size = value.map_or(0, <[u8]>::len);
+        if size > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                size,
+                limit: self.max_value_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores `value` under `key` on the R closest peers; returns once W acknowledged.
+    ///
+    /// # Errors
+    /// [`Error::ValueTooLarge`] or [`Error::BadKey`] before anything is sent;
+    /// [`Error::NoPeers`], [`Error::QuorumNotMet`] or [`Error::Timeout`] from the network.
+    pub async fn put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<PutReport> {
+        let (key, value) = (key.into(), value.into());
+        self.check_put(&key, Some(&value))?;
+        self.call(|reply| Command::Put {
+            key,
+            value: Some(value),
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes `key`: a put of a tombstone, acknowledged like a put.
+    ///
+    /// # Errors
+    /// As [`Node::put`].
+    pub async fn delete(&self, key: impl Into<String>) -> Result<PutReport> {
+        let key = key.into();
+        self.check_put(&key, None)?;
+        self.call(|reply| Command::Put {
+            key,
+            value: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Reads `key` from the closest replicas; answers once Q of them replied, with the newest
+    /// record among the replies, and repairs replicas that were stale or missing.
+    ///
+    /// # Errors
+    /// [`Error::BadKey`], [`Error::NoPeers`], [`Error::QuorumNotMet`] or [`Error::Timeout`].
+    pub async fn get(&self, key: impl Into<String>) -> Result<GetReport> {
+        let key = key.into();
+        if key.is_empty() || key.len() > crate::record::MAX_KEY_LEN {
+            return Err(Error::BadKey(
+                check_key(&key, &self.peer_id)
+                    .err()
+                    .unwrap_or(crate::record::RecordError::EmptyKey),
+            ));
+        }
+        self.call(|reply| Command::Get { key, reply }).await
+    }
+
+    /// Peers known: in the routing table or connected.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn peers(&self) -> Result<Vec<PeerSummary>> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// The routing table, by bucket.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn routes(&self) -> Result<Vec<RouteEntry>> {
+        self.call(|reply| Command::Routes { reply }).await
+    }
+
+    /// Looks up the peers closest to `key` (a Kademlia lookup), the local peer ranked among them.
+    ///
+    /// # Errors
+    /// [`Error::NoPeers`] or [`Error::Timeout`].
+    pub async fn closest(&self, key: impl Into<String>) -> Result<ClosestReport> {
+        let key = key.into();
+        self.call(|reply| Command::Closest { key, reply }).await
+    }
+
+    /// Joins the overlay through `addr` (which must end in `/p2p/PEERID`): dials it, then runs a
+    /// Kademlia bootstrap.
+    ///
+    /// # Errors
+    /// [`Error::NoPeerIdInAddr`], [`Error::Unreachable`] or [`Error::Timeout`].
+    pub async fn bootstrap(&self, addr: Multiaddr) -> Result<BootstrapReport> {
+        self.call(|reply| Command::Bootstrap { addr, reply }).await
+    }
+
+    /// Connects to `addr` and returns the peer id that answered.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] or [`Error::Timeout`].
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        self.call(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// Identity, addresses and counts.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn info(&self) -> Result<NodeInfo> {
+        self.call(|reply| Command::Info { reply }).await
+    }
+
+    /// The records held locally.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn keys(&self) -> Result<Vec<KeyEntry>> {
+        self.call(|reply| Command::Keys { reply }).await
+    }
+
+    /// The dialable listen addresses (each with `/p2p/<peer id>`), once every listener reported.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        self.call(|reply| Command::WaitListening { reply }).await
+    }
+
+    /// Sends one raw value-protocol request to `peer` and returns its response, bypassing
+    /// placement and quorums. For tools and tests that speak the wire protocol directly.
+    ///
+    /// # Errors
+    /// [`Error::Request`] when the peer cannot be reached or does not answer.
+    pub async fn send_request(&self, peer: PeerId, request: Request) -> Result<Response> {
+        self.call(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the peer: fails operations in flight with [`Error::Shutdown`], closes the swarm
+    /// and waits for the event loop to end. Calling it twice is harmless.
+    ///
+    /// # Errors
+    /// None in practice; a node already stopped returns `Ok`.
+    pub async fn shutdown(&self) -> Result<()> {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,318 @@
+//! The value protocol `/peerkv/kv/1.0.0`: wire types and their codec.
+//!
+//! One request per stream, CBOR-encoded (cbor4ii + serde), answered by one response. The codec
+//! bounds what it reads from `max_value_size`, and turns a request it cannot read (malformed or
+//! oversized) into [`Request::Malformed`] so the event loop answers it with a
+//! [`Response::Rejected`] reason instead of dropping the stream without a word.
+
+use std::io;
+
+use futures::prelude::*;
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Hlc;
+use crate::record::{Record, MAX_KEY_LEN};
+
+/// Protocol id of the value protocol.
+pub const KV_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerkv/kv/1.0.0");
+
+/// Default Kademlia protocol id (routing only; values travel over [`KV_PROTOCOL`]).
+pub const DEFAULT_KAD_PROTOCOL: &str = "/peerkv/kad/1.0.0";
+
+/// Room for everything in a message besides the value and the key: version, writer key,
+/// signature, CBOR framing.
+const ENVELOPE_BYTES: u64 = 4096;
+
+/// A request a peer sends to a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Merge this record into your store (a delete is a Store of a tombstone).
+    Store {
+        /// The signed record.
+        record: Record,
+    },
+    /// Send me the record you hold for this key.
+    Fetch {
+        /// The key.
+        key: String,
+    },
+    /// Not a wire message: what the codec hands the event loop for a request it could not
+    /// read, so that the sender still gets a [`Response::Rejected`].
+    #[serde(skip)]
+    Malformed {
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// A replica's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The record was verified and merged; `version` is what the replica holds now (greater
+    /// than the sent one when a newer write had already arrived there).
+    Stored {
+        /// The version the replica holds after the merge.
+        version: Hlc,
+    },
+    /// The record held for a fetched key, if any (a tombstone is a record too).
+    Found {
+        /// The record, or `None` when the replica holds nothing for the key.
+        record: Option<Record>,
+    },
+    /// The request was refused and changed nothing.
+    Rejected {
+        /// Why, in words for a person.
+        reason: String,
+    },
+}
+
+/// The request-response codec of the value protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct KvCodec {
+    /// Largest request or response read, in bytes.
+    message_limit: u64,
+}
+
+impl KvCodec {
+    /// A codec whose limits follow from the largest value a peer accepts.
+    pub fn new(max_value_size: usize) -> Self {
+        Self {
+            message_limit: message_limit(max_value_size),
+        }
+    }
+
+    /// The largest message this codec reads.
+    pub fn message_limit(&self) -> u64 {
+        self.message_limit
+    }
+}
+
+/// The largest encoded message that can carry a value of `max_value_size` bytes.
+pub fn message_limit(max_value_size: usize) -> u64 {
+    (max_value_size as u64)
+        .saturating_add(MAX_KEY_LEN as u64)
+        .saturating_add(ENVELOPE_BYTES)
+}
+
+/// Encodes a message.
+///
+/// # Errors
+/// An `io::Error` if serde refuses the value (a [`Request::Malformed`] is never sent).
+pub fn encode<T: Serialize>(message: &T) -> io::Result<Vec<u8>> {
+    cbor4ii::serde::to_vec(Vec::new(), message)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+/// Decodes a message.
+///
+/// # Errors
+/// An `io::Error` of kind `InvalidData` with the decoder's complaint.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    cbor4ii::serde::from_slice(bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Reads a whole message of at most `limit` bytes. `Ok(Err(len))` when it is larger: the rest
+/// is drained (up to a ceiling) so the sender can still read our answer.
+async fn read_bounded<T>(io: &mut T, limit: u64) -> io::Result<Result<Vec<u8>, u64>>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    let mut buf = Vec::new();
+    (&mut *io).take(limit + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 <= limit {
+        return Ok(Ok(buf));
+    }
+    // Oversized: count and discard the rest, but not for ever.
+    let ceiling = limit.saturating_mul(4).max(1 << 20);
+    let drained = futures::io::copy((&mut *io).take(ceiling), &mut futures::io::sink()).await?;
+    if drained >= ceiling {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message over {ceiling} bytes; stream dropped"),
+        ));
+    }
+    Ok(Err(buf.len() as u64 + drained))
+}
+
+impl libp2p::request_response::Codec for KvCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Ok(match read_bounded(io, self.message_limit).await? {
+            Err(len) => Request::Malformed {
+                reason: format!(
+                    "request too large: {len} bytes (limit {} bytes)",
+                    self.message_limit
+                ),
+            },
+            Ok(bytes) => decode(&bytes).unwrap_or_else(|e| Request::Malformed {
+                reason: format!("malformed request: {e}"),
+            }),
+        })
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        match read_bounded(io, self.message_limit).await? {
+            Err(len) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "response too large: {len} bytes (limit {})",
+                    self.message_limit
+                ),
+            )),
+            Ok(bytes) => decode(&bytes),
+        }
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&req)?).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&res)?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use libp2p::identity::Keypair;
+    use libp2p::request_response::Codec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn read_req(codec: &mut KvCodec, bytes: Vec<u8>) -> io::Result<Request> {
+        block_on(codec.read_request(&KV_PROTOCOL, &mut futures::io::Cursor::new(bytes)))
+    }
+
+    fn sample_record(value: Option<Vec<u8>>) -> Record {
+        let kp = Keypair::ed25519_from_bytes([7u8; 32]).unwrap();
+        Record::sign(&kp, "key".into(), value, Hlc::new(5, 1), Some(99)).unwrap()
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip_through_the_codec() {
+        let mut codec = KvCodec::new(1024);
+        for req in [
+            Request::Store {
+                record: sample_record(Some(b"v".to_vec())),
+            },
+            Request::Store {
+                record: sample_record(None),
+            },
+            Request::Fetch { key: "k".into() },
+        ] {
+            let mut out = Vec::new();
+            block_on(codec.write_request(&KV_PROTOCOL, &mut out, req.clone())).unwrap();
+            assert_eq!(read_req(&mut codec, out).unwrap(), req);
+        }
+        for res in [
+            Response::Stored {
+                version: Hlc::new(1, 2),
+            },
+            Response::Found {
+                record: Some(sample_record(Some(vec![0xff, 0]))),
+            },
+            Response::Found { record: None },
+            Response::Rejected {
+                reason: "no".into(),
+            },
+        ] {
+            let mut out = Vec::new();
+            block_on(codec.write_response(&KV_PROTOCOL, &mut out, res.clone())).unwrap();
+            let back =
+                block_on(codec.read_response(&KV_PROTOCOL, &mut futures::io::Cursor::new(out)))
+                    .unwrap();
+            assert_eq!(back, res);
+        }
+    }
+
+    #[test]
+    fn values_travel_as_byte_strings_not_arrays() {
+        let small = encode(&Request::Store {
+            record: sample_record(Some(vec![0xab; 1000])),
+        })
+        .unwrap();
+        assert!(small.len() < 1000 + 400, "encoded {} bytes", small.len());
+    }
+
+    #[test]
+    fn garbage_becomes_malformed_not_an_error() {
+        let mut codec = KvCodec::new(1024);
+        for bytes in [vec![], vec![0xff, 0x00, 0x13], b"hello".to_vec()] {
+            match read_req(&mut codec, bytes).unwrap() {
+                Request::Malformed { reason } => assert!(reason.starts_with("malformed request")),
+                other => panic!("decoded garbage as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_oversized_request_is_reported_with_the_limit() {
+        let mut codec = KvCodec::new(16);
+        let big = encode(&Request::Store {
+            record: sample_record(Some(vec![1; 10_000])),
+        })
+        .unwrap();
+        match read_req(&mut codec, big).unwrap() {
+            Request::Malformed { reason } => {
+                assert!(reason.contains("too large"), "{reason}");
+                assert!(
+                    reason.contains(&codec.message_limit().to_string()),
+                    "{reason}"
+                );
+            }
+            other => panic!("accepted {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_malformed_marker_never_goes_on_the_wire() {
+        assert!(encode(&Request::Malformed { reason: "x".into() }).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn codec_round_trips(key in ".{0,40}", value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)), ms in any::<u64>(), c in any::<u32>()) {
+            let kp = Keypair::ed25519_from_bytes([3u8; 32]).unwrap();
+            let record = Record::sign(&kp, key.clone(), value, Hlc::new(ms, c), None).unwrap();
+            let req = Request::Store { record };
+            prop_assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
+            let fetch = Request::Fetch { key };
+            prop_assert_eq!(decode::<Request>(&encode(&fetch).unwrap()).unwrap(), fetch);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut codec = KvCodec::new(1024);
+            prop_assert!(read_req(&mut codec, bytes).is_ok());
+        }
+    }
+}
