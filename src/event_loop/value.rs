@@ -340,7 +340,8 @@ impl EventLoop {
                     if let Some(Op::Put(put)) = self.ops.remove(&op) {
                         let _ = put.reply.send(Ok(report));
                     }
-                } else if tally.impossible() {
+                } else if tally.impossible() && tally.in_flight == 0 {
+                    // Wait for the answers in flight so the error counts them.
                     let err = self.quorum_error(op);
                     self.fail_op(op, err);
                 }
@@ -355,7 +356,7 @@ impl EventLoop {
                     }
                 }
                 let done = tally.in_flight == 0;
-                if get.reply.is_some() && tally.impossible() {
+                if get.reply.is_some() && tally.impossible() && done {
                     let err = self.quorum_error(op);
                     if let Some(Op::Get(get)) = self.ops.get_mut(&op) {
                         if let Some(reply) = get.reply.take() {
