@@ -343,7 +343,11 @@ mod tests {
         assert_eq!(merge(a.clone(), b.clone()), b);
         assert_eq!(merge(b.clone(), a.clone()), b);
         let c = record(&keypair(2), "k", "c", 10);
-        let winner = if c.writer > a.writer { c.clone() } else { a.clone() };
+        let winner = if c.writer > a.writer {
+            c.clone()
+        } else {
+            a.clone()
+        };
         assert_eq!(merge(a.clone(), c.clone()), winner);
         assert_eq!(merge(c, a), winner);
     }

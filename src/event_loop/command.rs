@@ -222,8 +222,11 @@ impl EventLoop {
             }));
             return;
         }
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .add_address(&peer, transport.clone());
         if self.swarm.is_connected(&peer) {
-            self.swarm.behaviour_mut().kad.add_address(&peer, transport);
             self.run_bootstrap(peer, reply);
             return;
         }

@@ -45,8 +45,13 @@ pub fn local() -> Config {
 /// Starts `n` nodes, the first alone and the others bootstrapped from it, each built from
 /// `config(i)`; returns once every node has at least `n / 2` peers in its routing table.
 pub async fn cluster(n: usize, config: impl Fn(usize) -> Config) -> Vec<Node> {
-    let first = within("spawn", Node::spawn(config(0))).await.expect("spawn node 0");
-    let addr = within("listen", first.listen_addrs()).await.expect("listen addrs")[0].clone();
+    let first = within("spawn", Node::spawn(config(0)))
+        .await
+        .expect("spawn node 0");
+    let addr = within("listen", first.listen_addrs())
+        .await
+        .expect("listen addrs")[0]
+        .clone();
     let mut nodes = vec![first];
     for i in 1..n {
         let c = Config {
@@ -62,7 +67,10 @@ pub async fn cluster(n: usize, config: impl Fn(usize) -> Config) -> Vec<Node> {
     let want = n / 2;
     for (i, node) in nodes.iter().enumerate() {
         let ok = wait_for(WAIT, || async {
-            node.info().await.map(|i| i.routing_table >= want).unwrap_or(false)
+            node.info()
+                .await
+                .map(|i| i.routing_table >= want)
+                .unwrap_or(false)
         })
         .await;
         assert!(ok, "node {i} never had {want} peers in its routing table");
