@@ -11,10 +11,7 @@ async fn main() -> peerkv::Result<()> {
     let addr = first.listen_addrs().await?[0].clone();
     println!("first peer {} listens on {addr}", first.peer_id());
 
-    let joiner = || Config {
-        bootstrap: vec![addr.clone()],
-        ..Config::local()
-    };
+    let joiner = || Config { bootstrap: vec![addr.clone()], ..Config::local() };
     let second = Node::spawn(joiner()).await?;
     let third = Node::spawn(joiner()).await?;
 
@@ -26,21 +23,11 @@ async fn main() -> peerkv::Result<()> {
 
     let got = third.get("greeting").await?;
     let value = got.value().map(String::from_utf8_lossy).unwrap_or_default();
-    println!(
-        "get from the third peer: {value:?} ({} replies in {:?})",
-        got.replies, got.elapsed
-    );
+    println!("get from the third peer: {value:?} ({} replies in {:?})", got.replies, got.elapsed);
 
     first.delete("greeting").await?;
     let gone = second.get("greeting").await?;
-    println!(
-        "after delete: {}",
-        if gone.value().is_none() {
-            "not found"
-        } else {
-            "still there"
-        }
-    );
+    println!("after delete: {}", if gone.value().is_none() { "not found" } else { "still there" });
 
     for node in [first, second, third] {
         node.shutdown().await?;

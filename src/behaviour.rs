@@ -1,5 +1,7 @@
 //! The swarm: one behaviour per protocol, composed, and the transport stack under them.
 
+use std::time::Duration;
+
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
@@ -11,6 +13,19 @@ use libp2p::{
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::protocol::{KvCodec, KV_PROTOCOL};
+
+/// How often a connected peer is pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(3);
+/// A ping unanswered this long fails; two failures in a row mark the peer gone (libp2p-ping
+/// reports the second): its connection is closed and it leaves the routing table.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a new connection (TCP handshake, Noise, Yamux).
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The share of an operation's deadline its Kademlia lookup may use (60 %).
+pub fn lookup_timeout(op_timeout: Duration) -> Duration {
+    op_timeout.mul_f64(0.6)
+}
 
 /// Identify's protocol version string for peerkv peers.
 pub const IDENTIFY_PROTOCOL: &str = "/peerkv/id/1.0.0";
@@ -48,25 +63,24 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
         .map_err(|e| Error::Config(format!("--kad-protocol {:?}: {e}", config.kad_protocol)))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| Error::Swarm(format!("tcp: {e}")))?
         .with_quic()
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(kad_protocol);
-            kad_config.set_query_timeout(config.timeout);
+            // A lookup stops early enough to leave the operation time for its replica round:
+            // on timeout it still yields the peers it reached.
+            kad_config.set_query_timeout(lookup_timeout(config.timeout));
             let mut kad =
                 kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));
             let mdns = if config.mdns {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    peer_id,
-                )?)
+                let mdns_config = mdns::Config {
+                    query_interval: config.mdns_query_interval,
+                    ..mdns::Config::default()
+                };
+                Some(mdns::tokio::Behaviour::new(mdns_config, peer_id)?)
             } else {
                 None
             };
@@ -84,11 +98,14 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
                 mdns: mdns.into(),
                 kv,
                 identify,
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
+                ),
             })
         })
         .map_err(|e| Error::Swarm(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_connection_timeout(lookup_timeout(config.timeout).min(MAX_CONNECTION_TIMEOUT))
         .build();
     Ok(swarm)
 }

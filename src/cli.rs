@@ -60,6 +60,10 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_IDLE_CONNECTION_TIMEOUT.as_secs_f64())]
     pub idle_timeout: f64,
 
+    /// Seconds between mDNS queries on the LAN (at least 1).
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
+    pub mdns_interval: f64,
+
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -91,6 +95,7 @@ impl Cli {
             max_value_size: self.max_value_size,
             timeout: seconds("timeout", self.timeout)?,
             idle_connection_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            mdns_query_interval: seconds("mdns-interval", self.mdns_interval)?,
             keypair: None,
         };
         config.validate().map_err(|e| e.to_string())?;
@@ -122,10 +127,7 @@ mod tests {
         .unwrap();
         let c = cli.config().unwrap();
         assert!(!c.mdns && cli.json);
-        assert_eq!(
-            (c.replication, c.write_quorum, c.max_value_size),
-            (3, Some(2), 100)
-        );
+        assert_eq!((c.replication, c.write_quorum, c.max_value_size), (3, Some(2), 100));
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.listen.len(), 1);
     }

@@ -40,12 +40,9 @@ impl FromStr for Hlc {
     /// Parses the `ms.counter` form that [`Display`](fmt::Display) writes.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ms, counter) = s.split_once('.').unwrap_or((s, "0"));
-        let ms = ms
-            .parse()
-            .map_err(|_| format!("bad version {s:?}: expected MS.COUNTER"))?;
-        let counter = counter
-            .parse()
-            .map_err(|_| format!("bad version {s:?}: expected MS.COUNTER"))?;
+        let ms = ms.parse().map_err(|_| format!("bad version {s:?}: expected MS.COUNTER"))?;
+        let counter =
+            counter.parse().map_err(|_| format!("bad version {s:?}: expected MS.COUNTER"))?;
         Ok(Self { ms, counter })
     }
 }

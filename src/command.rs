@@ -16,50 +16,18 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// One operation for the event loop, carrying its own reply channel.
 pub(crate) enum Command {
-    Put {
-        key: String,
-        value: Option<Vec<u8>>,
-        reply: Reply<PutReport>,
-    },
-    Get {
-        key: String,
-        reply: Reply<GetReport>,
-    },
-    Peers {
-        reply: Reply<Vec<PeerSummary>>,
-    },
-    Routes {
-        reply: Reply<Vec<RouteEntry>>,
-    },
-    Closest {
-        key: String,
-        reply: Reply<ClosestReport>,
-    },
-    Bootstrap {
-        addr: Multiaddr,
-        reply: Reply<BootstrapReport>,
-    },
-    Dial {
-        addr: Multiaddr,
-        reply: Reply<PeerId>,
-    },
-    Info {
-        reply: Reply<NodeInfo>,
-    },
-    Keys {
-        reply: Reply<Vec<KeyEntry>>,
-    },
-    Request {
-        peer: PeerId,
-        request: Request,
-        reply: Reply<Response>,
-    },
-    WaitListening {
-        reply: Reply<Vec<Multiaddr>>,
-    },
-    Shutdown {
-        reply: Reply<()>,
-    },
+    Put { key: String, value: Option<Vec<u8>>, reply: Reply<PutReport> },
+    Get { key: String, reply: Reply<GetReport> },
+    Peers { reply: Reply<Vec<PeerSummary>> },
+    Routes { reply: Reply<Vec<RouteEntry>> },
+    Closest { key: String, reply: Reply<ClosestReport> },
+    Bootstrap { addr: Multiaddr, reply: Reply<BootstrapReport> },
+    Dial { addr: Multiaddr, reply: Reply<PeerId> },
+    Info { reply: Reply<NodeInfo> },
+    Keys { reply: Reply<Vec<KeyEntry>> },
+    Request { peer: PeerId, request: Request, reply: Reply<Response> },
+    WaitListening { reply: Reply<Vec<Multiaddr>> },
+    Shutdown { reply: Reply<()> },
 }
 
 /// How a put (or delete) went.

@@ -17,8 +17,12 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 1 << 20;
 pub const MAX_MAX_VALUE_SIZE: usize = 64 << 20;
 /// Default deadline of one operation.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default idle time after which a connection nobody uses is closed.
-pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default idle time after which a connection nobody uses is closed: long, so that a LAN-sized
+/// overlay stays connected and pings notice a peer that is gone.
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default interval of mDNS queries.
+pub const DEFAULT_MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(20);
 
 /// How one peer runs.
 #[derive(Clone)]
@@ -42,8 +46,11 @@ pub struct Config {
     pub max_value_size: usize,
     /// Deadline of one operation (lookup plus replica round trips). Default: 10 s.
     pub timeout: Duration,
-    /// How long an unused connection stays open. Default: 60 s.
+    /// How long an unused connection stays open. Default: 300 s.
     pub idle_connection_timeout: Duration,
+    /// How often mDNS asks the LAN who is there. Default: 20 s (libp2p-mdns alone would wait
+    /// 5 minutes after its first answer, and peers started together can miss each other).
+    pub mdns_query_interval: Duration,
     /// The peer's identity. Default: `None`, a new Ed25519 key at every start.
     pub keypair: Option<Keypair>,
 }
@@ -61,10 +68,8 @@ impl std::fmt::Debug for Config {
             .field("max_value_size", &self.max_value_size)
             .field("timeout", &self.timeout)
             .field("idle_connection_timeout", &self.idle_connection_timeout)
-            .field(
-                "keypair",
-                &self.keypair.as_ref().map(|k| k.public().to_peer_id()),
-            )
+            .field("mdns_query_interval", &self.mdns_query_interval)
+            .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
             .finish()
     }
 }
@@ -82,6 +87,7 @@ impl Default for Config {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             timeout: DEFAULT_TIMEOUT,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            mdns_query_interval: DEFAULT_MDNS_QUERY_INTERVAL,
             keypair: None,
         }
     }
@@ -117,10 +123,9 @@ impl Config {
         if self.replication == 0 {
             return bad("--replication must be at least 1".into());
         }
-        for (name, q) in [
-            ("--write-quorum", self.write_quorum),
-            ("--read-quorum", self.read_quorum),
-        ] {
+        for (name, q) in
+            [("--write-quorum", self.write_quorum), ("--read-quorum", self.read_quorum)]
+        {
             if let Some(q) = q {
                 if q == 0 || q > self.replication {
                     return bad(format!(
@@ -139,11 +144,11 @@ impl Config {
         if self.timeout.is_zero() {
             return bad("--timeout must be above 0".into());
         }
+        if self.mdns_query_interval < Duration::from_secs(1) {
+            return bad("--mdns-interval must be at least 1 s".into());
+        }
         if !self.kad_protocol.starts_with('/') {
-            return bad(format!(
-                "--kad-protocol {:?} must start with '/'",
-                self.kad_protocol
-            ));
+            return bad(format!("--kad-protocol {:?} must start with '/'", self.kad_protocol));
         }
         Ok(())
     }
@@ -162,33 +167,13 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused_with_the_flag_named() {
-        let c = Config {
-            write_quorum: Some(6),
-            ..Config::local()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--write-quorum"));
-        let c = Config {
-            replication: 0,
-            ..Config::local()
-        };
+        let c = Config { write_quorum: Some(6), ..Config::local() };
+        assert!(c.validate().unwrap_err().to_string().contains("--write-quorum"));
+        let c = Config { replication: 0, ..Config::local() };
         assert!(c.validate().is_err());
-        let c = Config {
-            max_value_size: 0,
-            ..Config::local()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--max-value-size"));
-        let c = Config {
-            kad_protocol: "kad".into(),
-            ..Config::local()
-        };
+        let c = Config { max_value_size: 0, ..Config::local() };
+        assert!(c.validate().unwrap_err().to_string().contains("--max-value-size"));
+        let c = Config { kad_protocol: "kad".into(), ..Config::local() };
         assert!(c.validate().is_err());
     }
 }

@@ -13,16 +13,13 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info,peerkv=info",
+        0 => "warn,libp2p_kad=error",
+        1 => "info,libp2p_kad=warn",
         _ => "info,peerkv=debug",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let config = match cli.config() {
         Ok(c) => c,
@@ -39,10 +36,7 @@ async fn main() -> ExitCode {
         }
     };
     let started = match node.listen_addrs().await {
-        Ok(listen_addrs) => Outcome::Started {
-            peer_id: node.peer_id(),
-            listen_addrs,
-        },
+        Ok(listen_addrs) => Outcome::Started { peer_id: node.peer_id(), listen_addrs },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

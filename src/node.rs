@@ -47,18 +47,14 @@ impl Node {
     /// A bad configuration, a transport that cannot start, or an address it cannot listen on.
     pub async fn spawn(config: Config) -> Result<Node> {
         config.validate()?;
-        let keypair = config
-            .keypair
-            .clone()
-            .unwrap_or_else(Keypair::generate_ed25519);
+        let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = build_swarm(&config, keypair.clone())?;
         let mut listeners = Vec::new();
         for addr in &config.listen {
-            let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?;
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| Error::Listen { addr: addr.clone(), reason: e.to_string() })?;
             listeners.push(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
@@ -86,10 +82,7 @@ impl Node {
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::Shutdown)?;
+        self.commands.send(make(tx)).await.map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
@@ -97,10 +90,7 @@ impl Node {
         check_key(key, &self.peer_id).map_err(Error::BadKey)?;
         let size = value.map_or(0, <[u8]>::len);
         if size > self.max_value_size {
-            return Err(Error::ValueTooLarge {
-                size,
-                limit: self.max_value_size,
-            });
+            return Err(Error::ValueTooLarge { size, limit: self.max_value_size });
         }
         Ok(())
     }
@@ -117,12 +107,7 @@ impl Node {
     ) -> Result<PutReport> {
         let (key, value) = (key.into(), value.into());
         self.check_put(&key, Some(&value))?;
-        self.call(|reply| Command::Put {
-            key,
-            value: Some(value),
-            reply,
-        })
-        .await
+        self.call(|reply| Command::Put { key, value: Some(value), reply }).await
     }
 
     /// Deletes `key`: a put of a tombstone, acknowledged like a put.
@@ -132,12 +117,7 @@ impl Node {
     pub async fn delete(&self, key: impl Into<String>) -> Result<PutReport> {
         let key = key.into();
         self.check_put(&key, None)?;
-        self.call(|reply| Command::Put {
-            key,
-            value: None,
-            reply,
-        })
-        .await
+        self.call(|reply| Command::Put { key, value: None, reply }).await
     }
 
     /// Reads `key` from the closest replicas; answers once Q of them replied, with the newest
@@ -229,12 +209,7 @@ impl Node {
     /// # Errors
     /// [`Error::Request`] when the peer cannot be reached or does not answer.
     pub async fn send_request(&self, peer: PeerId, request: Request) -> Result<Response> {
-        self.call(|reply| Command::Request {
-            peer,
-            request,
-            reply,
-        })
-        .await
+        self.call(|reply| Command::Request { peer, request, reply }).await
     }
 
     /// Stops the peer: fails operations in flight with [`Error::Shutdown`], closes the swarm

@@ -74,11 +74,7 @@ fn render_human(result: &Result<Outcome, String>) -> String {
     };
     match outcome {
         Outcome::Put(r) | Outcome::Del(r) => {
-            let what = if matches!(outcome, Outcome::Del(_)) {
-                "deleted"
-            } else {
-                "stored"
-            };
+            let what = if matches!(outcome, Outcome::Del(_)) { "deleted" } else { "stored" };
             format!(
                 "ok: {what} on {} of {} replicas in {:.1} ms",
                 r.acked,
@@ -129,9 +125,7 @@ fn render_human(result: &Result<Outcome, String>) -> String {
                 if p.replica {
                     tags.push("replica");
                 }
-                format!("{}  distance 2^{d}  {}", p.peer_id, tags.join(","))
-                    .trim_end()
-                    .to_owned()
+                format!("{}  distance 2^{d}  {}", p.peer_id, tags.join(",")).trim_end().to_owned()
             })
             .collect::<Vec<_>>()
             .join("\n"),
@@ -153,21 +147,15 @@ fn render_human(result: &Result<Outcome, String>) -> String {
         Outcome::Keys(keys) => keys
             .iter()
             .map(|k| {
-                let state = if k.deleted {
-                    "deleted".to_owned()
-                } else {
-                    format!("{} bytes", k.size)
-                };
+                let state =
+                    if k.deleted { "deleted".to_owned() } else { format!("{} bytes", k.size) };
                 format!("{}  version {}  {state}", k.key, k.version)
             })
             .collect::<Vec<_>>()
             .join("\n"),
         Outcome::Help => HELP.trim_end().to_owned(),
         Outcome::Quit => "bye".into(),
-        Outcome::Started {
-            peer_id,
-            listen_addrs,
-        } => {
+        Outcome::Started { peer_id, listen_addrs } => {
             let mut lines = vec![format!("peer id: {peer_id}")];
             lines.extend(listen_addrs.iter().map(|a| format!("listening on {a}")));
             lines.join("\n")
@@ -282,10 +270,7 @@ fn render_json(op: &str, result: &Result<Outcome, String>) -> Value {
         }),
         Outcome::Help => json!({"commands": crate::repl::COMMANDS}),
         Outcome::Quit => json!({}),
-        Outcome::Started {
-            peer_id,
-            listen_addrs,
-        } => json!({
+        Outcome::Started { peer_id, listen_addrs } => json!({
             "event": "started",
             "peer_id": peer_id.to_string(),
             "listen_addrs": strings(listen_addrs),
@@ -304,10 +289,7 @@ mod tests {
     #[test]
     fn non_utf8_values_are_escaped_not_a_crash() {
         assert_eq!(display_value(b"plain"), ("plain".into(), false));
-        assert_eq!(
-            display_value(&[0x66, 0xff, 0x00]),
-            ("f\\xff\\x00".into(), true)
-        );
+        assert_eq!(display_value(&[0x66, 0xff, 0x00]), ("f\\xff\\x00".into(), true));
     }
 
     #[test]

@@ -25,9 +25,7 @@ pub fn rank(key: &str, peers: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
 
 /// log2 of the distance between `key` and `peer` (0–255; `None` only when they coincide).
 pub fn distance_log2(key: &str, peer: &PeerId) -> Option<u32> {
-    KBucketKey::new(key.as_bytes().to_vec())
-        .distance(&KBucketKey::from(*peer))
-        .ilog2()
+    KBucketKey::new(key.as_bytes().to_vec()).distance(&KBucketKey::from(*peer)).ilog2()
 }
 
 /// A majority of `n`.
@@ -58,11 +56,7 @@ pub fn plan(
     let mut ranked = rank(key, candidates);
     let spares = ranked.split_off(replication.min(ranked.len()));
     let needed = quorum.unwrap_or_else(|| majority(ranked.len()));
-    Plan {
-        replicas: ranked,
-        spares,
-        needed,
-    }
+    Plan { replicas: ranked, spares, needed }
 }
 
 /// The newest record among replies (`None` when no reply holds one).
@@ -131,11 +125,7 @@ mod tests {
         let old = Record::sign(&kp, "k".into(), Some(b"a".to_vec()), Hlc::new(1, 0), None).unwrap();
         let new = Record::sign(&kp, "k".into(), Some(b"b".to_vec()), Hlc::new(2, 0), None).unwrap();
         let ps = peers(3);
-        let replies = vec![
-            (ps[0], Some(old.clone())),
-            (ps[1], Some(new.clone())),
-            (ps[2], None),
-        ];
+        let replies = vec![(ps[0], Some(old.clone())), (ps[1], Some(new.clone())), (ps[2], None)];
         let best = newest(replies.iter().map(|(_, r)| r)).unwrap().clone();
         assert_eq!(best, new);
         assert_eq!(stale(&best, &replies), vec![ps[0], ps[2]]);

@@ -77,9 +77,7 @@ pub struct KvCodec {
 impl KvCodec {
     /// A codec whose limits follow from the largest value a peer accepts.
     pub fn new(max_value_size: usize) -> Self {
-        Self {
-            message_limit: message_limit(max_value_size),
-        }
+        Self { message_limit: message_limit(max_value_size) }
     }
 
     /// The largest message this codec reads.
@@ -90,9 +88,7 @@ impl KvCodec {
 
 /// The largest encoded message that can carry a value of `max_value_size` bytes.
 pub fn message_limit(max_value_size: usize) -> u64 {
-    (max_value_size as u64)
-        .saturating_add(MAX_KEY_LEN as u64)
-        .saturating_add(ENVELOPE_BYTES)
+    (max_value_size as u64).saturating_add(MAX_KEY_LEN as u64).saturating_add(ENVELOPE_BYTES)
 }
 
 /// Encodes a message.
@@ -165,10 +161,7 @@ impl libp2p::request_response::Codec for KvCodec {
         match read_bounded(io, self.message_limit).await? {
             Err(len) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "response too large: {len} bytes (limit {})",
-                    self.message_limit
-                ),
+                format!("response too large: {len} bytes (limit {})", self.message_limit),
             )),
             Ok(bytes) => decode(&bytes),
         }
@@ -221,12 +214,8 @@ mod tests {
     fn requests_and_responses_round_trip_through_the_codec() {
         let mut codec = KvCodec::new(1024);
         for req in [
-            Request::Store {
-                record: sample_record(Some(b"v".to_vec())),
-            },
-            Request::Store {
-                record: sample_record(None),
-            },
+            Request::Store { record: sample_record(Some(b"v".to_vec())) },
+            Request::Store { record: sample_record(None) },
             Request::Fetch { key: "k".into() },
         ] {
             let mut out = Vec::new();
@@ -234,16 +223,10 @@ mod tests {
             assert_eq!(read_req(&mut codec, out).unwrap(), req);
         }
         for res in [
-            Response::Stored {
-                version: Hlc::new(1, 2),
-            },
-            Response::Found {
-                record: Some(sample_record(Some(vec![0xff, 0]))),
-            },
+            Response::Stored { version: Hlc::new(1, 2) },
+            Response::Found { record: Some(sample_record(Some(vec![0xff, 0]))) },
             Response::Found { record: None },
-            Response::Rejected {
-                reason: "no".into(),
-            },
+            Response::Rejected { reason: "no".into() },
         ] {
             let mut out = Vec::new();
             block_on(codec.write_response(&KV_PROTOCOL, &mut out, res.clone())).unwrap();
@@ -256,10 +239,8 @@ mod tests {
 
     #[test]
     fn values_travel_as_byte_strings_not_arrays() {
-        let small = encode(&Request::Store {
-            record: sample_record(Some(vec![0xab; 1000])),
-        })
-        .unwrap();
+        let small =
+            encode(&Request::Store { record: sample_record(Some(vec![0xab; 1000])) }).unwrap();
         assert!(small.len() < 1000 + 400, "encoded {} bytes", small.len());
     }
 
@@ -277,17 +258,11 @@ mod tests {
     #[test]
     fn an_oversized_request_is_reported_with_the_limit() {
         let mut codec = KvCodec::new(16);
-        let big = encode(&Request::Store {
-            record: sample_record(Some(vec![1; 10_000])),
-        })
-        .unwrap();
+        let big = encode(&Request::Store { record: sample_record(Some(vec![1; 10_000])) }).unwrap();
         match read_req(&mut codec, big).unwrap() {
             Request::Malformed { reason } => {
                 assert!(reason.contains("too large"), "{reason}");
-                assert!(
-                    reason.contains(&codec.message_limit().to_string()),
-                    "{reason}"
-                );
+                assert!(reason.contains(&codec.message_limit().to_string()), "{reason}");
             }
             other => panic!("accepted {other:?}"),
         }

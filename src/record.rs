@@ -215,10 +215,7 @@ impl Record {
         check_key(&self.key, &public.to_peer_id())?;
         let ahead_ms = self.version.ms.saturating_sub(now_ms);
         if ahead_ms > MAX_CLOCK_AHEAD_MS {
-            return Err(RecordError::FromTheFuture {
-                version: self.version,
-                ahead_ms,
-            });
+            return Err(RecordError::FromTheFuture { version: self.version, ahead_ms });
         }
         Ok(())
     }
@@ -259,14 +256,8 @@ mod tests {
     }
 
     fn record(kp: &Keypair, key: &str, value: &str, ms: u64) -> Record {
-        Record::sign(
-            kp,
-            key.into(),
-            Some(value.as_bytes().to_vec()),
-            Hlc::new(ms, 0),
-            None,
-        )
-        .unwrap()
+        Record::sign(kp, key.into(), Some(value.as_bytes().to_vec()), Hlc::new(ms, 0), None)
+            .unwrap()
     }
 
     #[test]
@@ -325,10 +316,7 @@ mod tests {
             record(&kp, "k", "v", 10 * MAX_CLOCK_AHEAD_MS).check(1024, 0),
             Err(RecordError::FromTheFuture { .. })
         ));
-        assert_eq!(
-            check_key("", &kp.public().to_peer_id()),
-            Err(RecordError::EmptyKey)
-        );
+        assert_eq!(check_key("", &kp.public().to_peer_id()), Err(RecordError::EmptyKey));
         let long = "k".repeat(MAX_KEY_LEN + 1);
         assert!(matches!(
             check_key(&long, &kp.public().to_peer_id()),
@@ -343,11 +331,7 @@ mod tests {
         assert_eq!(merge(a.clone(), b.clone()), b);
         assert_eq!(merge(b.clone(), a.clone()), b);
         let c = record(&keypair(2), "k", "c", 10);
-        let winner = if c.writer > a.writer {
-            c.clone()
-        } else {
-            a.clone()
-        };
+        let winner = if c.writer > a.writer { c.clone() } else { a.clone() };
         assert_eq!(merge(a.clone(), c.clone()), winner);
         assert_eq!(merge(c, a), winner);
     }

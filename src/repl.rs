@@ -158,8 +158,7 @@ fn one_arg(rest: &str, usage: &str) -> Result<String, String> {
 
 fn addr_arg(rest: &str, usage: &str) -> Result<Multiaddr, String> {
     let word = one_arg(rest, usage)?;
-    word.parse()
-        .map_err(|e| format!("bad multiaddr {word:?}: {e}"))
+    word.parse().map_err(|e| format!("bad multiaddr {word:?}: {e}"))
 }
 
 /// Parses one REPL line. `Ok(None)` for a blank line or a `#` comment.
@@ -200,21 +199,13 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
             };
             Ok(Some(ReplCommand::Put { key, value }))
         }
-        "get" => Ok(Some(ReplCommand::Get {
-            key: one_arg(rest, "get KEY")?,
-        })),
-        "del" | "delete" | "rm" => Ok(Some(ReplCommand::Del {
-            key: one_arg(rest, "del KEY")?,
-        })),
-        "closest" => Ok(Some(ReplCommand::Closest {
-            key: one_arg(rest, "closest KEY")?,
-        })),
+        "get" => Ok(Some(ReplCommand::Get { key: one_arg(rest, "get KEY")? })),
+        "del" | "delete" | "rm" => Ok(Some(ReplCommand::Del { key: one_arg(rest, "del KEY")? })),
+        "closest" => Ok(Some(ReplCommand::Closest { key: one_arg(rest, "closest KEY")? })),
         "bootstrap" => Ok(Some(ReplCommand::Bootstrap {
             addr: addr_arg(rest, "bootstrap MULTIADDR/p2p/PEERID")?,
         })),
-        "dial" => Ok(Some(ReplCommand::Dial {
-            addr: addr_arg(rest, "dial MULTIADDR")?,
-        })),
+        "dial" => Ok(Some(ReplCommand::Dial { addr: addr_arg(rest, "dial MULTIADDR")? })),
         "peers" => no_args(ReplCommand::Peers),
         "routes" => no_args(ReplCommand::Routes),
         "info" => no_args(ReplCommand::Info),
@@ -235,11 +226,9 @@ pub async fn execute(node: &Node, command: ReplCommand) -> Result<Outcome, Strin
         ReplCommand::Peers => node.peers().await.map(Outcome::Peers).map_err(s),
         ReplCommand::Routes => node.routes().await.map(Outcome::Routes).map_err(s),
         ReplCommand::Closest { key } => node.closest(key).await.map(Outcome::Closest).map_err(s),
-        ReplCommand::Bootstrap { addr } => node
-            .bootstrap(addr)
-            .await
-            .map(Outcome::Bootstrap)
-            .map_err(s),
+        ReplCommand::Bootstrap { addr } => {
+            node.bootstrap(addr).await.map(Outcome::Bootstrap).map_err(s)
+        }
         ReplCommand::Dial { addr } => node.dial(addr).await.map(Outcome::Dial).map_err(s),
         ReplCommand::Info => node.info().await.map(Outcome::Info).map_err(s),
         ReplCommand::Keys => node.keys().await.map(Outcome::Keys).map_err(s),
@@ -292,10 +281,7 @@ pub async fn run(node: &Node, json: bool) -> std::io::Result<()> {
 async fn run_interactive(node: &Node, json: bool) -> std::io::Result<()> {
     let (line_tx, mut line_rx) = mpsc::channel::<String>(1);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let prompt = format!(
-        "peerkv {}> ",
-        crate::event_loop::ops::short(&node.peer_id())
-    );
+    let prompt = format!("peerkv {}> ", crate::event_loop::ops::short(&node.peer_id()));
     let editor = std::thread::Builder::new()
         .name("peerkv-repl".into())
         .spawn(move || editor_loop(&prompt, &line_tx, &done_rx))?;
@@ -369,11 +355,8 @@ impl rustyline::completion::Completer for Helper {
         if head.contains(char::is_whitespace) {
             return Ok((pos, Vec::new()));
         }
-        let found = COMMANDS
-            .iter()
-            .filter(|c| c.starts_with(head))
-            .map(|c| format!("{c} "))
-            .collect();
+        let found =
+            COMMANDS.iter().filter(|c| c.starts_with(head)).map(|c| format!("{c} ")).collect();
         Ok((0, found))
     }
 }
@@ -390,10 +373,7 @@ mod tests {
     fn put_takes_the_rest_of_the_line() {
         assert_eq!(
             parse("put greeting hello there  world "),
-            ReplCommand::Put {
-                key: "greeting".into(),
-                value: "hello there  world".into()
-            }
+            ReplCommand::Put { key: "greeting".into(), value: "hello there  world".into() }
         );
     }
 
@@ -401,52 +381,27 @@ mod tests {
     fn quotes_keep_spaces_and_escapes() {
         assert_eq!(
             parse(r#"put "my key" "  padded \"x\"\n""#),
-            ReplCommand::Put {
-                key: "my key".into(),
-                value: "  padded \"x\"\n".into()
-            }
+            ReplCommand::Put { key: "my key".into(), value: "  padded \"x\"\n".into() }
         );
-        assert_eq!(
-            parse("put k 'a b'"),
-            ReplCommand::Put {
-                key: "k".into(),
-                value: "a b".into()
-            }
-        );
+        assert_eq!(parse("put k 'a b'"), ReplCommand::Put { key: "k".into(), value: "a b".into() });
         // Quotes inside a longer value are kept as typed.
         assert_eq!(
             parse(r#"put k say "hi" now"#),
-            ReplCommand::Put {
-                key: "k".into(),
-                value: r#"say "hi" now"#.into()
-            }
+            ReplCommand::Put { key: "k".into(), value: r#"say "hi" now"#.into() }
         );
-        assert_eq!(
-            parse(r#"get "a b""#),
-            ReplCommand::Get { key: "a b".into() }
-        );
+        assert_eq!(parse(r#"get "a b""#), ReplCommand::Get { key: "a b".into() });
     }
 
     #[test]
     fn bad_lines_get_a_usage_or_unknown_message() {
-        assert!(parse_line("put")
-            .unwrap_err()
-            .contains("usage: put KEY VALUE"));
+        assert!(parse_line("put").unwrap_err().contains("usage: put KEY VALUE"));
         assert!(parse_line("put k").unwrap_err().contains("usage"));
         assert!(parse_line("get").unwrap_err().contains("usage: get KEY"));
         assert!(parse_line("get a b").unwrap_err().contains("usage"));
-        assert!(parse_line("frobnicate x")
-            .unwrap_err()
-            .contains("unknown command"));
-        assert!(parse_line("put \"k v")
-            .unwrap_err()
-            .contains("unterminated"));
-        assert!(parse_line("dial not-an-addr")
-            .unwrap_err()
-            .contains("bad multiaddr"));
-        assert!(parse_line("peers now")
-            .unwrap_err()
-            .contains("no arguments"));
+        assert!(parse_line("frobnicate x").unwrap_err().contains("unknown command"));
+        assert!(parse_line("put \"k v").unwrap_err().contains("unterminated"));
+        assert!(parse_line("dial not-an-addr").unwrap_err().contains("bad multiaddr"));
+        assert!(parse_line("peers now").unwrap_err().contains("no arguments"));
     }
 
     #[test]
@@ -460,14 +415,8 @@ mod tests {
         assert_eq!(parse("GET k"), ReplCommand::Get { key: "k".into() });
         assert_eq!(parse("del k"), ReplCommand::Del { key: "k".into() });
         assert_eq!(parse("closest k"), ReplCommand::Closest { key: "k".into() });
-        assert!(matches!(
-            parse("bootstrap /ip4/127.0.0.1/tcp/1"),
-            ReplCommand::Bootstrap { .. }
-        ));
-        assert!(matches!(
-            parse("dial /ip4/127.0.0.1/tcp/1"),
-            ReplCommand::Dial { .. }
-        ));
+        assert!(matches!(parse("bootstrap /ip4/127.0.0.1/tcp/1"), ReplCommand::Bootstrap { .. }));
+        assert!(matches!(parse("dial /ip4/127.0.0.1/tcp/1"), ReplCommand::Dial { .. }));
         for (line, cmd) in [
             ("peers", ReplCommand::Peers),
             ("routes", ReplCommand::Routes),

@@ -2,124 +2,52 @@
 //! second and third bootstrapped from the first, commands through stdin, results on stdout, in
 //! both output modes.
 
-use std::process::Stdio;
-use std::time::Duration;
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
+use common::process::{Peer, LINE_WAIT};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// Longest wait for one line of output.
-const LINE_WAIT: Duration = Duration::from_secs(30);
-
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+/// Starts a peer on 127.0.0.1 with mDNS off and `extra` flags.
+fn start(extra: &[&str]) -> Peer {
+    let mut args: Vec<String> =
+        ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"].iter().map(|s| s.to_string()).collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Peer::spawn(env!("CARGO_BIN_EXE_peerkv"), &args)
 }
 
-impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerkv"))
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start peerkv");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Peer {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    async fn line(&mut self) -> String {
-        match tokio::time::timeout(LINE_WAIT, self.stdout.next_line()).await {
-            Ok(Ok(Some(line))) => line,
-            Ok(Ok(None)) => panic!("peerkv closed its stdout"),
-            Ok(Err(e)) => panic!("reading stdout: {e}"),
-            Err(_) => panic!("no output within {LINE_WAIT:?}"),
-        }
-    }
-
-    async fn json(&mut self) -> Value {
-        let line = self.line().await;
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object: {line:?}: {e}"))
-    }
-
-    async fn send(&mut self, command: &str) {
-        self.stdin
-            .write_all(format!("{command}\n").as_bytes())
-            .await
-            .expect("write stdin");
-        self.stdin.flush().await.expect("flush stdin");
-    }
-
-    async fn ask_json(&mut self, command: &str) -> Value {
-        self.send(command).await;
-        self.json().await
-    }
-
-    async fn ask(&mut self, command: &str) -> String {
-        self.send(command).await;
-        self.line().await
-    }
-
-    /// The human-mode banner: the peer id line, then one `listening on` line per address.
-    async fn human_banner(&mut self) -> (String, Vec<String>) {
-        let first = self.line().await;
-        let peer_id = first
-            .strip_prefix("peer id: ")
-            .unwrap_or_else(|| panic!("banner: {first:?}"))
-            .to_owned();
-        let line = self.line().await;
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("banner: {line:?}"))
-            .to_owned();
-        (peer_id, vec![addr])
-    }
-
-    async fn exits_cleanly(mut self) {
-        let status = tokio::time::timeout(LINE_WAIT, self.child.wait())
-            .await
-            .expect("exit in time")
-            .expect("wait");
-        assert!(status.success(), "exit status {status}");
-    }
+/// The human-mode banner: the peer id line, then the first `listening on` line.
+async fn human_banner(peer: &mut Peer) -> (String, String) {
+    let first = peer.line().await;
+    let peer_id =
+        first.strip_prefix("peer id: ").unwrap_or_else(|| panic!("banner: {first:?}")).to_owned();
+    let line = peer.line().await;
+    let addr =
+        line.strip_prefix("listening on ").unwrap_or_else(|| panic!("banner: {line:?}")).to_owned();
+    (peer_id, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_put_on_one_get_on_another() {
     // A: JSON mode. Its first line says who it is and where it listens.
-    let mut a = Peer::start(&["--json"]);
+    let mut a = start(&["--json"]);
     let started = a.json().await;
     assert_eq!(started["ok"], true);
     assert_eq!(started["event"], "started");
     let peer_a = started["peer_id"].as_str().expect("peer_id").to_owned();
-    let addr_a = started["listen_addrs"][0]
-        .as_str()
-        .expect("listen addr")
-        .to_owned();
+    let addr_a = started["listen_addrs"][0].as_str().expect("listen addr").to_owned();
     assert!(
         addr_a.starts_with("/ip4/127.0.0.1/tcp/") && addr_a.ends_with(&format!("/p2p/{peer_a}")),
         "{addr_a}"
     );
 
     // B: JSON mode; C: human mode. Both bootstrap from A.
-    let mut b = Peer::start(&["--json", "--bootstrap", &addr_a]);
+    let mut b = start(&["--json", "--bootstrap", &addr_a]);
     assert_eq!(b.json().await["event"], "started");
-    let mut c = Peer::start(&["--bootstrap", &addr_a]);
-    let (peer_c, addrs_c) = c.human_banner().await;
-    assert!(
-        addrs_c[0].ends_with(&format!("/p2p/{peer_c}")),
-        "{addrs_c:?}"
-    );
+    let mut c = start(&["--bootstrap", &addr_a]);
+    let (peer_c, addr_c) = human_banner(&mut c).await;
+    assert!(addr_c.ends_with(&format!("/p2p/{peer_c}")), "{addr_c}");
 
     // put through B, get from C (human) and from A (JSON).
     let put = b.ask_json("put greeting hello, peer world").await;
@@ -133,21 +61,12 @@ async fn three_processes_put_on_one_get_on_another() {
     let got = a.ask_json("get greeting").await;
     assert_eq!(got["ok"], true, "{got}");
     assert_eq!(got["value"], "hello, peer world");
-    assert!(
-        got["version"].is_string() && got["writer"].is_string(),
-        "{got}"
-    );
+    assert!(got["version"].is_string() && got["writer"].is_string(), "{got}");
 
     // put through C in human mode, read back in JSON from B; quoted values keep their spaces.
     let line = c.ask(r#"put "two words" "  padded  ""#).await;
-    assert!(
-        line.starts_with("ok: stored on ") && line.contains(" of 3 replicas in "),
-        "{line}"
-    );
-    assert_eq!(
-        b.ask_json(r#"get "two words""#).await["value"],
-        "  padded  "
-    );
+    assert!(line.starts_with("ok: stored on ") && line.contains(" of 3 replicas in "), "{line}");
+    assert_eq!(b.ask_json(r#"get "two words""#).await["value"], "  padded  ");
 
     // Delete, then every peer reads "not found".
     let del = a.ask_json("del greeting").await;
@@ -156,10 +75,7 @@ async fn three_processes_put_on_one_get_on_another() {
         (Value::Bool(true), Value::from("del")),
         "{del}"
     );
-    assert!(c
-        .ask("get greeting")
-        .await
-        .starts_with("not found: greeting"));
+    assert!(c.ask("get greeting").await.starts_with("not found: greeting"));
     let gone = b.ask_json("get greeting").await;
     assert_eq!(
         (gone["ok"].clone(), gone["found"].clone()),
@@ -170,48 +86,25 @@ async fn three_processes_put_on_one_get_on_another() {
     // info and peers in JSON carry the fields scripts rely on.
     let info = b.ask_json("info").await;
     assert_eq!(info["ok"], true);
-    assert!(
-        info["peer_id"].is_string() && info["listen_addrs"].is_array(),
-        "{info}"
-    );
+    assert!(info["peer_id"].is_string() && info["listen_addrs"].is_array(), "{info}");
     let peers = b.ask_json("peers").await;
     let list = peers["peers"].as_array().expect("peers list");
     assert!(
-        list.iter()
-            .any(|p| p["peer_id"] == peer_a.as_str() && p["addrs"].is_array()),
+        list.iter().any(|p| p["peer_id"] == peer_a.as_str() && p["addrs"].is_array()),
         "{peers}"
     );
-    assert!(
-        list.iter().any(|p| p["peer_id"] == peer_c.as_str()),
-        "{peers}"
-    );
+    assert!(list.iter().any(|p| p["peer_id"] == peer_c.as_str()), "{peers}");
 
     // Bad input: one JSON object with ok=false and an error, and the peer carries on.
-    for bad in [
-        "frobnicate",
-        "put onlykey",
-        "get",
-        "bootstrap /ip4/127.0.0.1/tcp/1",
-    ] {
+    for bad in ["frobnicate", "put onlykey", "get", "bootstrap /ip4/127.0.0.1/tcp/1"] {
         let answer = a.ask_json(bad).await;
         assert_eq!(answer["ok"], false, "{bad}: {answer}");
-        assert!(
-            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{bad}: {answer}"
-        );
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {answer}");
     }
-    assert!(c
-        .ask("frobnicate")
-        .await
-        .starts_with("error: unknown command"));
+    assert!(c.ask("frobnicate").await.starts_with("error: unknown command"));
     let big = format!("put big {}", "x".repeat(1024 * 1024 + 1));
     let refused = a.ask_json(&big).await;
-    assert!(
-        refused["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("value too large")),
-        "{refused}"
-    );
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("value too large")), "{refused}");
 
     // Every command in JSON mode is one object on one line.
     for cmd in ["routes", "closest greeting", "keys", "help"] {
@@ -221,21 +114,12 @@ async fn three_processes_put_on_one_get_on_another() {
     // quit, end of input, and SIGTERM all end the process cleanly.
     assert_eq!(a.ask_json("quit").await["ok"], true);
     a.exits_cleanly().await;
-    drop(b.stdin);
-    let b = Peer {
-        stdin: c.stdin,
-        ..b
-    };
-    let pid = c.child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = tokio::time::timeout(LINE_WAIT, c.child.wait())
-        .await
-        .expect("exit in time")
-        .expect("wait");
-    assert!(status.success(), "SIGTERM: exit status {status}");
+    b.close_stdin();
     b.exits_cleanly().await;
+    let pid = c.child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(status.success());
+    let status =
+        tokio::time::timeout(LINE_WAIT, c.child.wait()).await.expect("exit in time").expect("wait");
+    assert!(status.success(), "SIGTERM: exit status {status}");
 }

@@ -1,5 +1,7 @@
 //! In-process clusters on 127.0.0.1 (mDNS off): what a user of the library relies on.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
@@ -20,9 +22,7 @@ async fn ten_nodes_put_get_overwrite_delete() {
         let writer = &nodes[round % nodes.len()];
         let key = format!("key-{round}");
         let value = format!("value {round}");
-        let put = within("put", writer.put(key.clone(), value.clone()))
-            .await
-            .expect("put");
+        let put = within("put", writer.put(key.clone(), value.clone())).await.expect("put");
         assert!(put.acked >= put.needed && put.replicas == 5, "{put:?}");
         put_times.push(put.elapsed);
         for (i, reader) in nodes.iter().enumerate() {
@@ -33,18 +33,14 @@ async fn ten_nodes_put_get_overwrite_delete() {
     }
 
     // Overwrite from another node: every node sees the new value.
-    within("put", nodes[3].put("key-0", "second"))
-        .await
-        .expect("overwrite");
+    within("put", nodes[3].put("key-0", "second")).await.expect("overwrite");
     for reader in &nodes {
         let got = within("get", reader.get("key-0")).await.expect("get");
         assert_eq!(got.value(), Some(&b"second"[..]));
     }
 
     // Delete: every node reads "not found", with the tombstone's version.
-    let del = within("del", nodes[7].delete("key-1"))
-        .await
-        .expect("delete");
+    let del = within("del", nodes[7].delete("key-1")).await.expect("delete");
     for reader in &nodes {
         let got = within("get", reader.get("key-1")).await.expect("get");
         assert_eq!(got.value(), None);
@@ -52,9 +48,7 @@ async fn ten_nodes_put_get_overwrite_delete() {
         assert_eq!(got.record.map(|r| r.version), Some(del.version));
     }
     // A key never written is not found either.
-    let missing = within("get", nodes[2].get("never-written"))
-        .await
-        .expect("get");
+    let missing = within("get", nodes[2].get("never-written")).await.expect("get");
     assert!(missing.record.is_none());
 
     let (put_med, put_p95) = percentiles(&mut put_times);
@@ -79,35 +73,23 @@ async fn concurrent_writers_converge() {
         );
         let (a, b) = (a.expect("put a"), b.expect("put b"));
         assert_ne!((a.version, a.stored_on.len()), (Hlc::default(), 0));
-        let replicas = within("closest", nodes[0].closest(key.clone()))
-            .await
-            .expect("closest");
-        let holders: Vec<_> = replicas
-            .peers
-            .iter()
-            .filter(|p| p.replica)
-            .map(|p| p.peer_id)
-            .collect();
+        let replicas = within("closest", nodes[0].closest(key.clone())).await.expect("closest");
+        let holders: Vec<_> =
+            replicas.peers.iter().filter(|p| p.replica).map(|p| p.peer_id).collect();
         assert_eq!(holders.len(), 5);
         // Every replica ends with the same record: the greater (version, writer).
         let converged = wait_for(WAIT, || async {
             let mut seen = Vec::new();
             for node in nodes.iter().filter(|n| holders.contains(&n.peer_id())) {
                 let keys = node.keys().await.unwrap_or_default();
-                seen.push(
-                    keys.into_iter()
-                        .find(|k| k.key == key)
-                        .map(|k| (k.version, k.writer)),
-                );
+                seen.push(keys.into_iter().find(|k| k.key == key).map(|k| (k.version, k.writer)));
             }
             seen.iter().all(|s| s.is_some() && *s == seen[0])
         })
         .await;
         assert!(converged, "replicas of {key} disagree");
-        let winner = std::cmp::max(
-            (a.version, nodes[1].peer_id()),
-            (b.version, nodes[8].peer_id()),
-        );
+        let winner =
+            std::cmp::max((a.version, nodes[1].peer_id()), (b.version, nodes[8].peer_id()));
         let got = within("get", nodes[5].get(key.clone())).await.expect("get");
         assert_eq!(got.record.map(|r| r.version), Some(winner.0));
     }
@@ -117,36 +99,20 @@ async fn concurrent_writers_converge() {
 /// With fewer reachable peers than W, a put fails with the quorum error and its counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_few_peers_for_the_write_quorum() {
-    let nodes = cluster(5, |_| Config {
-        write_quorum: Some(5),
-        read_quorum: Some(3),
-        ..local()
-    })
-    .await;
-    within("put", nodes[0].put("before", "all five up"))
-        .await
-        .expect("put with five peers");
+    let nodes =
+        cluster(5, |_| Config { write_quorum: Some(5), read_quorum: Some(3), ..local() }).await;
+    within("put", nodes[0].put("before", "all five up")).await.expect("put with five peers");
     within("shutdown", nodes[3].shutdown()).await.expect("stop");
     within("shutdown", nodes[4].shutdown()).await.expect("stop");
-    let err = within("put", nodes[0].put("after", "two gone"))
-        .await
-        .expect_err("must fail");
+    let err = within("put", nodes[0].put("after", "two gone")).await.expect_err("must fail");
     match &err {
-        Error::QuorumNotMet {
-            acked,
-            needed,
-            replicas,
-            ..
-        } => {
+        Error::QuorumNotMet { acked, needed, replicas, .. } => {
             assert_eq!((*acked, *needed, *replicas), (3, 5, 3), "{err}");
         }
         other => panic!("expected a quorum error, got {other}"),
     }
     let text = err.to_string();
-    assert!(
-        text.contains("quorum not met: 3 of 3 replicas acknowledged (needed 5)"),
-        "{text}"
-    );
+    assert!(text.contains("quorum not met: 3 of 3 replicas acknowledged (needed 5)"), "{text}");
     assert!(text.contains("--write-quorum"), "{text}");
     // A read with Q = 3 still works with three peers up.
     let got = within("get", nodes[1].get("before")).await.expect("get");
@@ -157,9 +123,7 @@ async fn too_few_peers_for_the_write_quorum() {
 /// A lone peer refuses to pretend: no peers yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_peer_says_no_peers_yet() {
-    let node = within("spawn", peerkv::Node::spawn(local()))
-        .await
-        .expect("spawn");
+    let node = within("spawn", peerkv::Node::spawn(local())).await.expect("spawn");
     let err = within("put", node.put("k", "v")).await.expect_err("alone");
     assert!(err.to_string().starts_with("no peers yet"), "{err}");
     let err = within("get", node.get("k")).await.expect_err("alone");
@@ -172,35 +136,18 @@ async fn a_lone_peer_says_no_peers_yet() {
 /// rejects what exceeds it, and nothing is stored there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_values_are_refused() {
-    let nodes = cluster(3, |i| Config {
-        max_value_size: if i == 2 { 1024 } else { 64 * 1024 },
-        ..local()
-    })
-    .await;
-    let err = within("put", nodes[0].put("big", vec![b'x'; 64 * 1024 + 1]))
-        .await
-        .expect_err("too big");
-    assert!(
-        matches!(
-            err,
-            Error::ValueTooLarge {
-                size: 65537,
-                limit: 65536
-            }
-        ),
-        "{err}"
-    );
+    let nodes =
+        cluster(3, |i| Config { max_value_size: if i == 2 { 1024 } else { 64 * 1024 }, ..local() })
+            .await;
+    let err =
+        within("put", nodes[0].put("big", vec![b'x'; 64 * 1024 + 1])).await.expect_err("too big");
+    assert!(matches!(err, Error::ValueTooLarge { size: 65537, limit: 65536 }), "{err}");
     assert!(err.to_string().contains("limit 65536"), "{err}");
     for node in &nodes {
-        assert!(
-            node.keys().await.expect("keys").is_empty(),
-            "nothing may be stored"
-        );
+        assert!(node.keys().await.expect("keys").is_empty(), "nothing may be stored");
     }
     // 2 KiB fits nodes 0 and 1 but not node 2: two acknowledge, node 2 says why it refused.
-    let put = within("put", nodes[0].put("mid", vec![b'y'; 2048]))
-        .await
-        .expect("put");
+    let put = within("put", nodes[0].put("mid", vec![b'y'; 2048])).await.expect("put");
     assert_eq!(put.needed, 2);
     assert!(!put.stored_on.contains(&nodes[2].peer_id()));
     assert!(nodes[2].keys().await.expect("keys").is_empty());
@@ -219,10 +166,9 @@ async fn oversized_values_are_refused() {
     .await
     .expect("answer");
     match answer {
-        Response::Rejected { reason } => assert!(
-            reason.contains("value too large: 2048 bytes (limit 1024)"),
-            "{reason}"
-        ),
+        Response::Rejected { reason } => {
+            assert!(reason.contains("value too large: 2048 bytes (limit 1024)"), "{reason}")
+        }
         other => panic!("accepted an oversized record: {other:?}"),
     }
     shutdown(&nodes).await;
@@ -243,41 +189,24 @@ async fn forged_records_are_rejected_and_change_nothing() {
         None,
     )
     .expect("sign");
-    let stored = within(
-        "store",
-        sender.send_request(
-            replica,
-            Request::Store {
-                record: genuine.clone(),
-            },
-        ),
-    )
-    .await
-    .expect("store");
+    let stored =
+        within("store", sender.send_request(replica, Request::Store { record: genuine.clone() }))
+            .await
+            .expect("store");
     assert!(matches!(stored, Response::Stored { .. }), "{stored:?}");
 
     let mallory = Keypair::generate_ed25519();
     let mut tampered = genuine.clone();
     tampered.value = Some(b"forged".to_vec());
     tampered.version = Hlc::new(genuine.version.ms + 1, 0);
-    let mut stolen_writer = Record::sign(
-        &mallory,
-        "guarded".into(),
-        Some(b"forged".to_vec()),
-        tampered.version,
-        None,
-    )
-    .expect("sign");
+    let mut stolen_writer =
+        Record::sign(&mallory, "guarded".into(), Some(b"forged".to_vec()), tampered.version, None)
+            .expect("sign");
     stolen_writer.writer = genuine.writer.clone();
     let owned_key = format!("@{}/profile", nodes[2].peer_id());
-    let not_the_owner = Record::sign(
-        &mallory,
-        owned_key.clone(),
-        Some(b"forged".to_vec()),
-        Hlc::new(1, 0),
-        None,
-    )
-    .expect("sign");
+    let not_the_owner =
+        Record::sign(&mallory, owned_key.clone(), Some(b"forged".to_vec()), Hlc::new(1, 0), None)
+            .expect("sign");
     let future = Record::sign(
         &mallory,
         "guarded".into(),
@@ -293,12 +222,9 @@ async fn forged_records_are_rejected_and_change_nothing() {
         (not_the_owner, "belongs to"),
         (future, "ahead of this replica's clock"),
     ] {
-        let answer = within(
-            "store",
-            sender.send_request(replica, Request::Store { record }),
-        )
-        .await
-        .expect("answer");
+        let answer = within("store", sender.send_request(replica, Request::Store { record }))
+            .await
+            .expect("answer");
         match answer {
             Response::Rejected { reason } => {
                 assert!(reason.contains(expect), "{reason} lacks {expect:?}")
@@ -306,29 +232,15 @@ async fn forged_records_are_rejected_and_change_nothing() {
             other => panic!("forged record accepted: {other:?}"),
         }
     }
-    let held = within(
-        "fetch",
-        sender.send_request(
-            replica,
-            Request::Fetch {
-                key: "guarded".into(),
-            },
-        ),
-    )
-    .await
-    .expect("fetch");
-    assert_eq!(
-        held,
-        Response::Found {
-            record: Some(genuine)
-        }
-    );
+    let held =
+        within("fetch", sender.send_request(replica, Request::Fetch { key: "guarded".into() }))
+            .await
+            .expect("fetch");
+    assert_eq!(held, Response::Found { record: Some(genuine) });
     let keys = nodes[1].keys().await.expect("keys");
     assert_eq!(keys.len(), 1, "{keys:?}");
     // And the local API refuses to write another peer's key before sending anything.
-    let err = within("put", nodes[0].put(owned_key, "x"))
-        .await
-        .expect_err("not ours");
+    let err = within("put", nodes[0].put(owned_key, "x")).await.expect_err("not ours");
     assert!(err.to_string().contains("belongs to"), "{err}");
     shutdown(&nodes).await;
 }
@@ -336,33 +248,18 @@ async fn forged_records_are_rejected_and_change_nothing() {
 /// A request for a peer that is gone fails with a clear error within the deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_addresses_fail_cleanly() {
-    let node = within(
-        "spawn",
-        peerkv::Node::spawn(Config {
-            timeout: Duration::from_secs(3),
-            ..local()
-        }),
-    )
-    .await
-    .expect("spawn");
+    let node =
+        within("spawn", peerkv::Node::spawn(Config { timeout: Duration::from_secs(3), ..local() }))
+            .await
+            .expect("spawn");
     // Nothing listens on port 1 of loopback.
-    let addr: peerkv::Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{}", peerkv::PeerId::random())
-        .parse()
-        .expect("addr");
-    let err = within("bootstrap", node.bootstrap(addr))
+    let addr: peerkv::Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/1/p2p/{}", peerkv::PeerId::random()).parse().expect("addr");
+    let err = within("bootstrap", node.bootstrap(addr)).await.expect_err("nobody there");
+    assert!(err.to_string().starts_with("cannot reach /ip4/127.0.0.1/tcp/1"), "{err}");
+    let err = within("bootstrap", node.bootstrap("/ip4/127.0.0.1/tcp/1".parse().expect("addr")))
         .await
-        .expect_err("nobody there");
-    assert!(
-        err.to_string()
-            .starts_with("cannot reach /ip4/127.0.0.1/tcp/1"),
-        "{err}"
-    );
-    let err = within(
-        "bootstrap",
-        node.bootstrap("/ip4/127.0.0.1/tcp/1".parse().expect("addr")),
-    )
-    .await
-    .expect_err("no peer id");
+        .expect_err("no peer id");
     assert!(matches!(err, Error::NoPeerIdInAddr(_)), "{err}");
     assert!(node.peers().await.expect("peers").is_empty());
     node.shutdown().await.expect("shutdown");

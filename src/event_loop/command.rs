@@ -56,11 +56,7 @@ impl EventLoop {
                     .collect();
                 let _ = reply.send(Ok(keys));
             }
-            Command::Request {
-                peer,
-                request,
-                reply,
-            } => {
+            Command::Request { peer, request, reply } => {
                 let id = self.swarm.behaviour_mut().kv.send_request(&peer, request);
                 self.requests.insert(id, Outbound::Raw(reply));
             }
@@ -104,10 +100,8 @@ impl EventLoop {
         }
         let size = value.as_ref().map_or(0, Vec::len);
         if size > self.config.max_value_size {
-            let _ = reply.send(Err(Error::ValueTooLarge {
-                size,
-                limit: self.config.max_value_size,
-            }));
+            let _ =
+                reply.send(Err(Error::ValueTooLarge { size, limit: self.config.max_value_size }));
             return;
         }
         if let Some(e) = self.no_peers() {
@@ -122,11 +116,8 @@ impl EventLoop {
                 return;
             }
         };
-        let query = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .get_closest_peers(record.key.as_bytes().to_vec());
+        let query =
+            self.swarm.behaviour_mut().kad.get_closest_peers(record.key.as_bytes().to_vec());
         let now = Instant::now();
         let id = self.new_op_id();
         tracing::debug!(op = id, key = %record.key, version = %record.version, "put: lookup");
@@ -152,11 +143,7 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        let query = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .get_closest_peers(key.as_bytes().to_vec());
+        let query = self.swarm.behaviour_mut().kad.get_closest_peers(key.as_bytes().to_vec());
         let now = Instant::now();
         let id = self.new_op_id();
         tracing::debug!(op = id, %key, "get: lookup");
@@ -188,20 +175,11 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        let query = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .get_closest_peers(key.as_bytes().to_vec());
+        let query = self.swarm.behaviour_mut().kad.get_closest_peers(key.as_bytes().to_vec());
         let now = Instant::now();
         self.lookups.insert(
             query,
-            Lookup::Closest {
-                key,
-                started: now,
-                deadline: now + self.config.timeout,
-                reply,
-            },
+            Lookup::Closest { key, started: now, deadline: now + self.config.timeout, reply },
         );
     }
 
@@ -222,10 +200,7 @@ impl EventLoop {
             }));
             return;
         }
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .add_address(&peer, transport.clone());
+        self.swarm.behaviour_mut().kad.add_address(&peer, transport.clone());
         if self.swarm.is_connected(&peer) {
             self.run_bootstrap(peer, reply);
             return;
@@ -259,18 +234,11 @@ impl EventLoop {
             Ok(()) => {
                 self.dials.insert(
                     connection,
-                    PendingDial {
-                        addr,
-                        deadline: Instant::now() + self.config.timeout,
-                        purpose,
-                    },
+                    PendingDial { addr, deadline: Instant::now() + self.config.timeout, purpose },
                 );
             }
             Err(e) => {
-                let err = Error::Unreachable {
-                    addr,
-                    reason: e.to_string(),
-                };
+                let err = Error::Unreachable { addr, reason: e.to_string() };
                 match purpose {
                     DialPurpose::Dial(reply) => {
                         let _ = reply.send(Err(err));

@@ -42,6 +42,16 @@ pub const MAX_PENDING_OPS: usize = 1024;
 /// How often deadlines are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How often peers known from mDNS or `--bootstrap` that fell out of the routing table are
+/// redialed.
+const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Up to this many routing-table peers, every one of them is kept connected (and so pinged).
+const KEEP_CONNECTED_MAX: usize = 64;
+
+/// Most redials per rejoin round.
+const MAX_REJOIN_DIALS: usize = 16;
+
 /// How long start-up waits for every listener to report an address.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
@@ -50,18 +60,9 @@ enum Lookup {
     /// The closest peers for a put or get.
     Op(OpId),
     /// `closest KEY`.
-    Closest {
-        key: String,
-        started: Instant,
-        deadline: Instant,
-        reply: Reply<ClosestReport>,
-    },
+    Closest { key: String, started: Instant, deadline: Instant, reply: Reply<ClosestReport> },
     /// A bootstrap after dialing `peer`.
-    Bootstrap {
-        peer: PeerId,
-        deadline: Instant,
-        reply: Reply<BootstrapReport>,
-    },
+    Bootstrap { peer: PeerId, deadline: Instant, reply: Reply<BootstrapReport> },
 }
 
 /// What an outbound value-protocol request was for.
@@ -114,6 +115,10 @@ pub(crate) struct EventLoop {
     kv_support: HashMap<PeerId, bool>,
     /// Addresses learnt from identify, for `peers`.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers mDNS told us of (until their mDNS record expires), for rejoining.
+    mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When the next rejoin round is due.
+    next_rejoin: Instant,
     /// Next [`OpId`].
     next_op: OpId,
     /// Puts and gets in flight.
@@ -149,6 +154,8 @@ impl EventLoop {
             listen_deadline: Instant::now() + LISTEN_WAIT,
             kv_support: HashMap::new(),
             peer_addrs: HashMap::new(),
+            mdns_peers: HashMap::new(),
+            next_rejoin: Instant::now() + REJOIN_INTERVAL,
             next_op: 0,
             ops: HashMap::new(),
             lookups: HashMap::new(),
@@ -188,12 +195,7 @@ impl EventLoop {
     }
 
     fn routing_table_len(&mut self) -> usize {
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum()
+        self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum()
     }
 
     /// Work in flight, for the busy check.
@@ -202,9 +204,7 @@ impl EventLoop {
     }
 
     fn dialable(&self, addr: &Multiaddr) -> Multiaddr {
-        addr.clone()
-            .with_p2p(self.local_peer_id())
-            .unwrap_or_else(|a| a)
+        addr.clone().with_p2p(self.local_peer_id()).unwrap_or_else(|a| a)
     }
 
     fn dialable_listen_addrs(&self) -> Vec<Multiaddr> {
@@ -266,15 +266,15 @@ impl EventLoop {
 
     /// Ends what passed its deadline.
     fn sweep(&mut self, now: Instant) {
+        if now >= self.next_rejoin {
+            self.next_rejoin = now + REJOIN_INTERVAL;
+            self.rejoin();
+        }
         if !self.listen_waiters.is_empty() && now >= self.listen_deadline {
             self.answer_listen_waiters();
         }
-        let expired: Vec<OpId> = self
-            .ops
-            .iter()
-            .filter(|(_, op)| op.deadline() <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<OpId> =
+            self.ops.iter().filter(|(_, op)| op.deadline() <= now).map(|(id, _)| *id).collect();
         for id in expired {
             self.expire_op(id);
         }
@@ -309,12 +309,8 @@ impl EventLoop {
                 Some(Lookup::Op(_)) | None => {}
             }
         }
-        let expired: Vec<ConnectionId> = self
-            .dials
-            .iter()
-            .filter(|(_, d)| d.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<ConnectionId> =
+            self.dials.iter().filter(|(_, d)| d.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(dial) = self.dials.remove(&id) {
                 let err = Error::Unreachable {

@@ -1,10 +1,11 @@
 //! Swarm events: Kademlia query results, identify, mDNS, connections and listeners.
 
 use libp2p::kad::{self, QueryResult};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, mdns, PeerId};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{identify, mdns, ping, PeerId};
 
-use super::{DialPurpose, EventLoop, Lookup};
+use super::{DialPurpose, EventLoop, Lookup, KEEP_CONNECTED_MAX, MAX_REJOIN_DIALS};
 use crate::behaviour::BehaviourEvent;
 use crate::command::{ClosestPeer, ClosestReport};
 use crate::error::Error;
@@ -18,11 +19,8 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kv(event)) => self.on_kv(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
-            SwarmEvent::NewListenAddr {
-                listener_id,
-                address,
-            } => {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.on_ping(event),
+            SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::info!(%address, "listening");
                 if !self.listen_addrs.contains(&address) {
                     self.listen_addrs.push(address);
@@ -35,11 +33,7 @@ impl EventLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| a != &address);
             }
-            SwarmEvent::ListenerClosed {
-                listener_id,
-                reason,
-                ..
-            } => {
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
                 tracing::warn!(?listener_id, ?reason, "listener closed");
                 if self.listeners_waiting.remove(&listener_id) && self.listeners_waiting.is_empty()
                 {
@@ -49,12 +43,7 @@ impl EventLoop {
             SwarmEvent::ListenerError { listener_id, error } => {
                 tracing::warn!(?listener_id, "listener error: {error}");
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                connection_id,
-                endpoint,
-                ..
-            } => {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     match dial.purpose {
@@ -74,25 +63,26 @@ impl EventLoop {
                     }
                 }
             }
-            SwarmEvent::OutgoingConnectionError {
-                connection_id,
-                peer_id,
-                error,
-            } => {
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
-                if let Some(dial) = self.dials.remove(&connection_id) {
-                    if let DialPurpose::Bootstrap(peer, _) = &dial.purpose {
-                        // Do not keep an address that never answered in the routing table.
-                        let (transport, _) = super::command::split_p2p(&dial.addr);
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .remove_address(peer, &transport);
+                if let Some(peer) = peer_id {
+                    let unreachable = matches!(
+                        error,
+                        DialError::Transport(_)
+                            | DialError::WrongPeerId { .. }
+                            | DialError::NoAddresses
+                    );
+                    if unreachable && !self.swarm.is_connected(&peer) {
+                        // Kademlia keeps a peer's last address even when it fails; a peer that
+                        // cannot be reached leaves the table (it comes back through mDNS, the
+                        // rejoin timer, or when it connects to us).
+                        if self.swarm.behaviour_mut().kad.remove_peer(&peer).is_some() {
+                            tracing::info!(%peer, "unreachable: dropped from the routing table");
+                        }
                     }
-                    let err = Error::Unreachable {
-                        addr: dial.addr,
-                        reason: error.to_string(),
-                    };
+                }
+                if let Some(dial) = self.dials.remove(&connection_id) {
+                    let err = Error::Unreachable { addr: dial.addr, reason: error.to_string() };
                     match dial.purpose {
                         DialPurpose::Dial(reply) => {
                             let _ = reply.send(Err(err));
@@ -114,10 +104,7 @@ impl EventLoop {
     }
 
     fn on_kad(&mut self, event: kad::Event) {
-        let kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
-        } = event
-        else {
+        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else {
             if let kad::Event::RoutingUpdated { peer, .. } = event {
                 tracing::debug!(%peer, "routing table updated");
             }
@@ -133,12 +120,7 @@ impl EventLoop {
                 };
                 match self.lookups.remove(&id) {
                     Some(Lookup::Op(op)) => self.lookup_done(op, peers),
-                    Some(Lookup::Closest {
-                        key,
-                        started,
-                        reply,
-                        ..
-                    }) => {
+                    Some(Lookup::Closest { key, started, reply, .. }) => {
                         let report = self.closest_report(key, peers, started);
                         let _ = reply.send(Ok(report));
                     }
@@ -157,10 +139,7 @@ impl EventLoop {
                 }
                 if let Some(Lookup::Bootstrap { peer, reply, .. }) = self.lookups.remove(&id) {
                     let routing_table = self.routing_table_len();
-                    let _ = reply.send(Ok(crate::BootstrapReport {
-                        peer_id: peer,
-                        routing_table,
-                    }));
+                    let _ = reply.send(Ok(crate::BootstrapReport { peer_id: peer, routing_table }));
                 }
             }
             _ => {}
@@ -191,11 +170,7 @@ impl EventLoop {
                 }
             })
             .collect();
-        ClosestReport {
-            key,
-            peers,
-            elapsed: started.elapsed(),
-        }
+        ClosestReport { key, peers, elapsed: started.elapsed() }
     }
 
     fn on_identify(&mut self, event: identify::Event) {
@@ -204,38 +179,110 @@ impl EventLoop {
         };
         let kv = info.protocols.contains(&KV_PROTOCOL);
         self.kv_support.insert(peer_id, kv);
-        let speaks_kad = info
-            .protocols
-            .iter()
-            .any(|p| p.as_ref() == self.config.kad_protocol);
+        let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == self.config.kad_protocol);
         if speaks_kad {
             for addr in &info.listen_addrs {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer_id, addr.clone());
+                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
             }
         }
         self.peer_addrs.insert(peer_id, info.listen_addrs);
     }
 
+    /// A peer that stops answering pings is gone: close the connection and drop it from the
+    /// routing table, so `peers` stops listing it and lookups stop waiting for it.
+    fn on_ping(&mut self, event: ping::Event) {
+        match event.result {
+            Ok(rtt) => tracing::trace!(peer = %event.peer, ?rtt, "ping"),
+            Err(ping::Failure::Unsupported) => {}
+            Err(e) => {
+                tracing::info!(peer = %event.peer, "ping failed ({e}): dropping the peer");
+                self.swarm.close_connection(event.connection);
+                self.swarm.behaviour_mut().kad.remove_peer(&event.peer);
+            }
+        }
+    }
+
+    /// mDNS answers go into the routing table (Kademlia then bootstraps by itself while the
+    /// table is small, which spreads the picture to peers mDNS missed) and into `mdns_peers`,
+    /// which the rejoin timer redials when a peer fell out of the table.
     fn on_mdns(&mut self, event: mdns::Event) {
         match event {
             mdns::Event::Discovered(found) => {
-                let was_empty = self.routing_table_len() == 0;
                 for (peer, addr) in found {
                     tracing::debug!(%peer, %addr, "mdns: discovered");
+                    let addrs = self.mdns_peers.entry(peer).or_default();
+                    if !addrs.contains(&addr) {
+                        addrs.push(addr.clone());
+                    }
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr);
-                }
-                if was_empty {
-                    // Learn the rest of the overlay from the first neighbours found.
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
             }
             mdns::Event::Expired(gone) => {
                 for (peer, addr) in gone {
                     tracing::debug!(%peer, %addr, "mdns: expired");
+                    if let Some(addrs) = self.mdns_peers.get_mut(&peer) {
+                        addrs.retain(|a| a != &addr);
+                        if addrs.is_empty() {
+                            self.mdns_peers.remove(&peer);
+                        }
+                    }
                 }
+            }
+        }
+    }
+
+    /// Redials peers we know from mDNS or `--bootstrap` that are neither connected nor in the
+    /// routing table (after a cut heals, mDNS stays quiet because its cache still holds them),
+    /// and, while the routing table is LAN-sized, its peers that are not connected (an empty
+    /// address list: the swarm takes their addresses from Kademlia). At most
+    /// [`MAX_REJOIN_DIALS`] dials per round.
+    pub(super) fn rejoin(&mut self) {
+        let routed: std::collections::HashSet<PeerId> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+            .collect();
+        let mut candidates: Vec<(PeerId, Vec<libp2p::Multiaddr>)> =
+            self.mdns_peers.iter().map(|(p, a)| (*p, a.clone())).collect();
+        // On a LAN-sized overlay, stay connected to the whole routing table: ping then notices a
+        // peer that is gone, and a dial that fails takes it out of the table.
+        if routed.len() <= KEEP_CONNECTED_MAX {
+            for peer in &routed {
+                if !self.swarm.is_connected(peer) {
+                    candidates.push((*peer, Vec::new()));
+                }
+            }
+        }
+        if routed.is_empty() {
+            for addr in &self.config.bootstrap {
+                if let (transport, Some(peer)) = super::command::split_p2p(addr) {
+                    candidates.push((peer, vec![transport]));
+                }
+            }
+        }
+        let mut dials = 0;
+        for (peer, addrs) in candidates {
+            if dials >= MAX_REJOIN_DIALS {
+                break;
+            }
+            let keep_alive = addrs.is_empty();
+            if (routed.contains(&peer) && !keep_alive)
+                || self.swarm.is_connected(&peer)
+                || peer == self.local_peer_id()
+            {
+                continue;
+            }
+            // Not into the routing table yet: identify puts it there once the dial succeeds,
+            // so a peer that is still gone does not reappear in `peers`.
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if self.swarm.dial(opts).is_ok() {
+                tracing::debug!(%peer, "rejoin: dialing");
+                dials += 1;
             }
         }
     }

@@ -18,20 +18,12 @@ impl EventLoop {
     pub(super) fn on_kv(&mut self, event: request_response::Event<Request, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => self.serve(peer, request, channel),
-                Message::Response {
-                    request_id,
-                    response,
-                } => self.on_response(request_id, peer, response),
+                Message::Request { request, channel, .. } => self.serve(peer, request, channel),
+                Message::Response { request_id, response } => {
+                    self.on_response(request_id, peer, response)
+                }
             },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 if matches!(error, OutboundFailure::UnsupportedProtocols) {
                     self.kv_support.insert(peer, false);
                 }
@@ -49,9 +41,7 @@ impl EventLoop {
         self.kv_support.insert(peer, true);
         let response = match request {
             Request::Store { record } => self.accept(record),
-            Request::Fetch { key } => Response::Found {
-                record: self.store.get(&key).cloned(),
-            },
+            Request::Fetch { key } => Response::Found { record: self.store.get(&key).cloned() },
             Request::Malformed { reason } => {
                 tracing::debug!(%peer, "malformed request: {reason}");
                 Response::Rejected { reason }
@@ -60,13 +50,7 @@ impl EventLoop {
         if let Response::Rejected { reason } = &response {
             tracing::info!(%peer, "rejected a request: {reason}");
         }
-        if self
-            .swarm
-            .behaviour_mut()
-            .kv
-            .send_response(channel, response)
-            .is_err()
-        {
+        if self.swarm.behaviour_mut().kv.send_response(channel, response).is_err() {
             tracing::debug!(%peer, "could not answer: the stream is gone");
         }
     }
@@ -74,16 +58,12 @@ impl EventLoop {
     /// Verifies and merges a record a peer asks us to hold.
     fn accept(&mut self, record: Record) -> Response {
         if let Err(e) = record.check(self.config.max_value_size, now_ms()) {
-            return Response::Rejected {
-                reason: e.to_string(),
-            };
+            return Response::Rejected { reason: e.to_string() };
         }
         self.clock.observe(record.version);
         let (merged, held) = self.store.put_merge(record);
         tracing::debug!(key = %held.key, version = %held.version, ?merged, "store");
-        Response::Stored {
-            version: held.version,
-        }
+        Response::Stored { version: held.version }
     }
 
     /// Sends `request` to `peer` on behalf of operation `op`.
@@ -122,13 +102,7 @@ impl EventLoop {
                         local_ack = true;
                     } else {
                         tally.in_flight += 1;
-                        self.send_for(
-                            op,
-                            *peer,
-                            Request::Store {
-                                record: record.clone(),
-                            },
-                        );
+                        self.send_for(op, *peer, Request::Store { record: record.clone() });
                     }
                 }
                 if local_ack {
@@ -256,26 +230,12 @@ impl EventLoop {
                 .tally
                 .as_mut()
                 .and_then(|t| t.fail(peer, &reason))
-                .map(|p| {
-                    (
-                        p,
-                        Request::Store {
-                            record: put.record.clone(),
-                        },
-                    )
-                }),
+                .map(|p| (p, Request::Store { record: put.record.clone() })),
             Some(Op::Get(get)) => get
                 .tally
                 .as_mut()
                 .and_then(|t| t.fail(peer, &reason))
-                .map(|p| {
-                    (
-                        p,
-                        Request::Fetch {
-                            key: get.key.clone(),
-                        },
-                    )
-                }),
+                .map(|p| (p, Request::Fetch { key: get.key.clone() })),
             None => None,
         };
         if let Some((spare, request)) = next {
@@ -374,14 +334,9 @@ impl EventLoop {
     fn quorum_error(&mut self, op: OpId) -> Error {
         let known = self.routing_table_len();
         let (name, tally) = match self.ops.get(&op) {
-            Some(Op::Put(put)) => (
-                if put.record.is_tombstone() {
-                    "del"
-                } else {
-                    "put"
-                },
-                put.tally.as_ref(),
-            ),
+            Some(Op::Put(put)) => {
+                (if put.record.is_tombstone() { "del" } else { "put" }, put.tally.as_ref())
+            }
             Some(Op::Get(get)) => ("get", get.tally.as_ref()),
             None => ("op", None),
         };
@@ -428,18 +383,12 @@ impl EventLoop {
             if peer == local {
                 self.store.put_merge(newest.clone());
             } else {
-                let id = self.swarm.behaviour_mut().kv.send_request(
-                    &peer,
-                    Request::Store {
-                        record: newest.clone(),
-                    },
-                );
-                self.requests.insert(
-                    id,
-                    Outbound::Repair {
-                        key: get.key.clone(),
-                    },
-                );
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kv
+                    .send_request(&peer, Request::Store { record: newest.clone() });
+                self.requests.insert(id, Outbound::Repair { key: get.key.clone() });
             }
         }
     }
@@ -447,22 +396,21 @@ impl EventLoop {
     /// An op passed its deadline.
     pub(super) fn expire_op(&mut self, op: OpId) {
         let (acked, needed, failures) = match self.ops.get(&op) {
-            Some(Op::Put(put)) => put.tally.as_ref().map_or(
-                (0, 1, vec!["the Kademlia lookup did not finish".to_owned()]),
-                |t| (t.ok.len(), t.needed, t.failures.clone()),
-            ),
-            Some(Op::Get(get)) => get.tally.as_ref().map_or(
-                (0, 1, vec!["the Kademlia lookup did not finish".to_owned()]),
-                |t| (t.ok.len(), t.needed, t.failures.clone()),
-            ),
+            Some(Op::Put(put)) => put
+                .tally
+                .as_ref()
+                .map_or((0, 1, vec!["the Kademlia lookup did not finish".to_owned()]), |t| {
+                    (t.ok.len(), t.needed, t.failures.clone())
+                }),
+            Some(Op::Get(get)) => get
+                .tally
+                .as_ref()
+                .map_or((0, 1, vec!["the Kademlia lookup did not finish".to_owned()]), |t| {
+                    (t.ok.len(), t.needed, t.failures.clone())
+                }),
             None => return,
         };
-        let err = Error::Timeout {
-            after: self.config.timeout,
-            acked,
-            needed,
-            failures,
-        };
+        let err = Error::Timeout { after: self.config.timeout, acked, needed, failures };
         self.fail_op(op, err);
     }
 }

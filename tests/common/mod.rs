@@ -2,6 +2,9 @@
 //! deadlines, never on clocks.
 
 #![allow(dead_code)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod process;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -45,19 +48,11 @@ pub fn local() -> Config {
 /// Starts `n` nodes, the first alone and the others bootstrapped from it, each built from
 /// `config(i)`; returns once every node has at least `n / 2` peers in its routing table.
 pub async fn cluster(n: usize, config: impl Fn(usize) -> Config) -> Vec<Node> {
-    let first = within("spawn", Node::spawn(config(0)))
-        .await
-        .expect("spawn node 0");
-    let addr = within("listen", first.listen_addrs())
-        .await
-        .expect("listen addrs")[0]
-        .clone();
+    let first = within("spawn", Node::spawn(config(0))).await.expect("spawn node 0");
+    let addr = within("listen", first.listen_addrs()).await.expect("listen addrs")[0].clone();
     let mut nodes = vec![first];
     for i in 1..n {
-        let c = Config {
-            bootstrap: vec![addr.clone()],
-            ..config(i)
-        };
+        let c = Config { bootstrap: vec![addr.clone()], ..config(i) };
         nodes.push(within("spawn", Node::spawn(c)).await.expect("spawn node"));
     }
     // A second round lets the early joiners learn of the late ones.
@@ -67,10 +62,7 @@ pub async fn cluster(n: usize, config: impl Fn(usize) -> Config) -> Vec<Node> {
     let want = n / 2;
     for (i, node) in nodes.iter().enumerate() {
         let ok = wait_for(WAIT, || async {
-            node.info()
-                .await
-                .map(|i| i.routing_table >= want)
-                .unwrap_or(false)
+            node.info().await.map(|i| i.routing_table >= want).unwrap_or(false)
         })
         .await;
         assert!(ok, "node {i} never had {want} peers in its routing table");
