@@ -72,6 +72,10 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
             // A lookup stops early enough to leave the operation time for its replica round:
             // on timeout it still yields the peers it reached.
             kad_config.set_query_timeout(lookup_timeout(config.timeout));
+            // Values travel over the value protocol; Kademlia's own record store must not fill
+            // up with PUT_VALUE / ADD_PROVIDER from peers (with filtering, nothing is stored
+            // unless we store it, and we never do).
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
             let mut kad =
                 kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));

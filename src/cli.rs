@@ -60,6 +60,14 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_IDLE_CONNECTION_TIMEOUT.as_secs_f64())]
     pub idle_timeout: f64,
 
+    /// Most records this peer holds; past it new keys are refused (nothing held is dropped).
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECORDS)]
+    pub max_records: usize,
+
+    /// Most key and value bytes this peer holds.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_STORE_BYTES)]
+    pub max_store_bytes: usize,
+
     /// Seconds between mDNS queries on the LAN (at least 1).
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
     pub mdns_interval: f64,
@@ -96,6 +104,8 @@ impl Cli {
             timeout: seconds("timeout", self.timeout)?,
             idle_connection_timeout: seconds("idle-timeout", self.idle_timeout)?,
             mdns_query_interval: seconds("mdns-interval", self.mdns_interval)?,
+            max_records: self.max_records,
+            max_store_bytes: self.max_store_bytes,
             keypair: None,
         };
         config.validate().map_err(|e| e.to_string())?;

@@ -45,6 +45,9 @@ pub struct PutReport {
     pub needed: usize,
     /// The peers that acknowledged.
     pub stored_on: Vec<PeerId>,
+    /// Set when a replica already held a newer version (a concurrent write won): the greatest
+    /// such version.
+    pub superseded_by: Option<Hlc>,
     /// From the call to the W-th acknowledgement.
     pub elapsed: Duration,
 }

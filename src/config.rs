@@ -21,6 +21,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// overlay stays connected and pings notice a peer that is gone.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Default most records held.
+pub const DEFAULT_MAX_RECORDS: usize = 1_000_000;
+/// Default most bytes held: 1 GiB.
+pub const DEFAULT_MAX_STORE_BYTES: usize = 1 << 30;
+
+/// Largest replication factor: Kademlia's K, the most peers one lookup returns.
+pub const MAX_REPLICATION: usize = 20;
+/// Longest operation deadline accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest idle timeout or mDNS interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// Default interval of mDNS queries.
 pub const DEFAULT_MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(20);
 
@@ -48,6 +60,11 @@ pub struct Config {
     pub timeout: Duration,
     /// How long an unused connection stays open. Default: 300 s.
     pub idle_connection_timeout: Duration,
+    /// Most records (keys, tombstones included) this peer holds; past it, new keys are refused
+    /// and nothing held is dropped. Default: 1,000,000.
+    pub max_records: usize,
+    /// Most key and value bytes this peer holds. Default: 1 GiB.
+    pub max_store_bytes: usize,
     /// How often mDNS asks the LAN who is there. Default: 20 s (libp2p-mdns alone would wait
     /// 5 minutes after its first answer, and peers started together can miss each other).
     pub mdns_query_interval: Duration,
@@ -69,6 +86,8 @@ impl std::fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .field("idle_connection_timeout", &self.idle_connection_timeout)
             .field("mdns_query_interval", &self.mdns_query_interval)
+            .field("max_records", &self.max_records)
+            .field("max_store_bytes", &self.max_store_bytes)
             .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
             .finish()
     }
@@ -88,6 +107,8 @@ impl Default for Config {
             timeout: DEFAULT_TIMEOUT,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             mdns_query_interval: DEFAULT_MDNS_QUERY_INTERVAL,
+            max_records: DEFAULT_MAX_RECORDS,
+            max_store_bytes: DEFAULT_MAX_STORE_BYTES,
             keypair: None,
         }
     }
@@ -120,8 +141,11 @@ impl Config {
         if self.listen.is_empty() {
             return bad("no listen address: give at least one --listen".into());
         }
-        if self.replication == 0 {
-            return bad("--replication must be at least 1".into());
+        if self.replication == 0 || self.replication > MAX_REPLICATION {
+            return bad(format!(
+                "--replication {} must be between 1 and {MAX_REPLICATION} (a lookup returns at most {MAX_REPLICATION} peers)",
+                self.replication
+            ));
         }
         for (name, q) in
             [("--write-quorum", self.write_quorum), ("--read-quorum", self.read_quorum)]
@@ -141,11 +165,22 @@ impl Config {
                 self.max_value_size
             ));
         }
-        if self.timeout.is_zero() {
-            return bad("--timeout must be above 0".into());
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return bad(format!(
+                "--timeout must be above 0 and at most {} s",
+                MAX_TIMEOUT.as_secs()
+            ));
         }
-        if self.mdns_query_interval < Duration::from_secs(1) {
-            return bad("--mdns-interval must be at least 1 s".into());
+        if self.idle_connection_timeout > MAX_INTERVAL {
+            return bad(format!("--idle-timeout must be at most {} s", MAX_INTERVAL.as_secs()));
+        }
+        if self.mdns_query_interval < Duration::from_secs(1)
+            || self.mdns_query_interval > MAX_INTERVAL
+        {
+            return bad(format!(
+                "--mdns-interval must be between 1 and {} s",
+                MAX_INTERVAL.as_secs()
+            ));
         }
         if !self.kad_protocol.starts_with('/') {
             return bad(format!("--kad-protocol {:?} must start with '/'", self.kad_protocol));
@@ -174,6 +209,10 @@ mod tests {
         let c = Config { max_value_size: 0, ..Config::local() };
         assert!(c.validate().unwrap_err().to_string().contains("--max-value-size"));
         let c = Config { kad_protocol: "kad".into(), ..Config::local() };
+        assert!(c.validate().is_err());
+        let c = Config { timeout: Duration::from_secs(u64::MAX / 4), ..Config::local() };
+        assert!(c.validate().unwrap_err().to_string().contains("--timeout"));
+        let c = Config { replication: 21, ..Config::local() };
         assert!(c.validate().is_err());
     }
 }

@@ -132,7 +132,7 @@ fn quorum_flag(op: &str) -> &'static str {
 
 fn known_suffix(known: usize) -> String {
     if known > 0 {
-        format!(" ({known} in the routing table, none answered)")
+        format!(" ({known} in the routing table; none reachable that speaks /peerkv/kv/1.0.0)")
     } else {
         String::new()
     }

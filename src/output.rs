@@ -54,6 +54,17 @@ pub fn display_value(bytes: &[u8]) -> (String, bool) {
     }
 }
 
+/// Text safe to print on a terminal: control characters (escape sequences, newlines) written
+/// out as `\u{1b}`, `\n`, … so a value someone else wrote cannot drive the user's terminal.
+pub fn for_terminal(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -75,19 +86,22 @@ fn render_human(result: &Result<Outcome, String>) -> String {
     match outcome {
         Outcome::Put(r) | Outcome::Del(r) => {
             let what = if matches!(outcome, Outcome::Del(_)) { "deleted" } else { "stored" };
+            let lost = r.superseded_by.map_or(String::new(), |v| {
+                format!("; a newer write (version {v}) was already there and wins")
+            });
             format!(
-                "ok: {what} on {} of {} replicas in {:.1} ms",
+                "ok: {what} on {} of {} replicas in {:.1} ms{lost}",
                 r.acked,
                 r.replicas,
                 ms(r.elapsed)
             )
         }
         Outcome::Get(r) => match (&r.record, r.value()) {
-            (_, Some(v)) => display_value(v).0,
+            (_, Some(v)) => for_terminal(&display_value(v).0),
             (Some(tomb), None) => {
-                format!("not found: {} (deleted at version {})", r.key, tomb.version)
+                format!("not found: {} (deleted at version {})", for_terminal(&r.key), tomb.version)
             }
-            (None, None) => format!("not found: {}", r.key),
+            (None, None) => format!("not found: {}", for_terminal(&r.key)),
         },
         Outcome::Peers(peers) if peers.is_empty() => "no peers yet".into(),
         Outcome::Peers(peers) => peers
@@ -149,7 +163,7 @@ fn render_human(result: &Result<Outcome, String>) -> String {
             .map(|k| {
                 let state =
                     if k.deleted { "deleted".to_owned() } else { format!("{} bytes", k.size) };
-                format!("{}  version {}  {state}", k.key, k.version)
+                format!("{}  version {}  {state}", for_terminal(&k.key), k.version)
             })
             .collect::<Vec<_>>()
             .join("\n"),
@@ -188,6 +202,7 @@ fn render_json(op: &str, result: &Result<Outcome, String>) -> Value {
             "needed": r.needed,
             "version": r.version.to_string(),
             "stored_on": strings(&r.stored_on),
+            "superseded_by": r.superseded_by.map(|v| v.to_string()),
             "elapsed_ms": ms(r.elapsed),
         }),
         Outcome::Get(r) => {
@@ -293,6 +308,12 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_never_reach_the_terminal_raw() {
+        assert_eq!(for_terminal("plain text"), "plain text");
+        assert_eq!(for_terminal("a\u{1b}[31mred\nb"), "a\\u{1b}[31mred\\nb");
+    }
+
+    #[test]
     fn errors_are_one_json_object_with_ok_false() {
         let line = render("put", &Err("value too large".into()), true);
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -311,6 +332,7 @@ mod tests {
             replicas: 3,
             needed: 2,
             stored_on: vec![PeerId::random()],
+            superseded_by: None,
             elapsed: std::time::Duration::from_micros(4200),
         };
         assert_eq!(

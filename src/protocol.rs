@@ -109,16 +109,20 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
-/// Reads a whole message of at most `limit` bytes. `Ok(Err(len))` when it is larger: the rest
-/// is drained (up to a ceiling) so the sender can still read our answer.
-async fn read_bounded<T>(io: &mut T, limit: u64) -> io::Result<Result<Vec<u8>, u64>>
+/// Reads a whole message of at most `limit` bytes. `Ok(Err(len))` when it is larger; with
+/// `drain` the rest is read and discarded (up to a ceiling) so the sender can still read our
+/// answer, and `len` is the whole size.
+async fn read_bounded<T>(io: &mut T, limit: u64, drain: bool) -> io::Result<Result<Vec<u8>, u64>>
 where
     T: AsyncRead + Unpin + Send,
 {
     let mut buf = Vec::new();
-    (&mut *io).take(limit + 1).read_to_end(&mut buf).await?;
+    (&mut *io).take(limit.saturating_add(1)).read_to_end(&mut buf).await?;
     if buf.len() as u64 <= limit {
         return Ok(Ok(buf));
+    }
+    if !drain {
+        return Ok(Err(buf.len() as u64));
     }
     // Oversized: count and discard the rest, but not for ever.
     let ceiling = limit.saturating_mul(4).max(1 << 20);
@@ -141,7 +145,7 @@ impl libp2p::request_response::Codec for KvCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        Ok(match read_bounded(io, self.message_limit).await? {
+        Ok(match read_bounded(io, self.message_limit, true).await? {
             Err(len) => Request::Malformed {
                 reason: format!(
                     "request too large: {len} bytes (limit {} bytes)",
@@ -158,10 +162,10 @@ impl libp2p::request_response::Codec for KvCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_bounded(io, self.message_limit).await? {
+        match read_bounded(io, self.message_limit, false).await? {
             Err(len) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("response too large: {len} bytes (limit {})", self.message_limit),
+                format!("response too large: over {len} bytes (limit {})", self.message_limit),
             )),
             Ok(bytes) => decode(&bytes),
         }

@@ -93,6 +93,12 @@ pub enum RecordError {
         /// Who tried to write it (peer id).
         writer: String,
     },
+    /// The record's expiry time has passed.
+    #[error("expired at {expires_at} (ms since the Unix epoch)")]
+    Expired {
+        /// When it expired.
+        expires_at: u64,
+    },
     /// The version lies too far in the future.
     #[error("version {version} is {ahead_ms} ms ahead of this replica's clock (limit {MAX_CLOCK_AHEAD_MS} ms)")]
     FromTheFuture {
@@ -191,13 +197,18 @@ impl Record {
         self.value.is_none()
     }
 
+    /// Whether the record's expiry time has passed at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now_ms)
+    }
+
     /// Size of the value in bytes (0 for a tombstone).
     pub fn value_len(&self) -> usize {
         self.value.as_ref().map_or(0, Vec::len)
     }
 
     /// Everything a replica checks before it stores a record from a peer: key, size, signature,
-    /// ownership and that the version is not too far ahead of `now_ms`.
+    /// ownership, expiry, and that the version is not too far ahead of `now_ms`.
     ///
     /// # Errors
     /// The first [`RecordError`] found.
@@ -213,6 +224,9 @@ impl Record {
             return Err(RecordError::BadSignature);
         }
         check_key(&self.key, &public.to_peer_id())?;
+        if let Some(expires_at) = self.expires_at.filter(|e| *e <= now_ms) {
+            return Err(RecordError::Expired { expires_at });
+        }
         let ahead_ms = self.version.ms.saturating_sub(now_ms);
         if ahead_ms > MAX_CLOCK_AHEAD_MS {
             return Err(RecordError::FromTheFuture { version: self.version, ahead_ms });
@@ -334,6 +348,16 @@ mod tests {
         let winner = if c.writer > a.writer { c.clone() } else { a.clone() };
         assert_eq!(merge(a.clone(), c.clone()), winner);
         assert_eq!(merge(c, a), winner);
+    }
+
+    #[test]
+    fn an_expired_record_is_refused() {
+        let kp = keypair(1);
+        let r =
+            Record::sign(&kp, "k".into(), Some(b"v".to_vec()), Hlc::new(1, 0), Some(50)).unwrap();
+        assert_eq!(r.check(1024, 49), Ok(()));
+        assert_eq!(r.check(1024, 50), Err(RecordError::Expired { expires_at: 50 }));
+        assert!(r.is_expired(60) && !r.is_expired(10));
     }
 
     #[test]

@@ -129,16 +129,25 @@ fn next_word(s: &str) -> Result<Option<(String, &str)>, String> {
         let mut escaped = false;
         for (i, c) in chars {
             if escaped {
-                out.push(match c {
-                    'n' => '\n',
-                    't' => '\t',
-                    other => other,
-                });
+                match c {
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    '"' | '\\' => out.push(c),
+                    other => {
+                        // Not an escape we know: keep it as typed.
+                        out.push('\\');
+                        out.push(other);
+                    }
+                }
                 escaped = false;
             } else if c == '\\' && first == '"' {
                 escaped = true;
             } else if c == first {
-                return Ok(Some((out, &s[i + c.len_utf8()..])));
+                let rest = &s[i + c.len_utf8()..];
+                if rest.starts_with(|r: char| !r.is_whitespace()) {
+                    return Err(format!("put a space after the closing {first} quote"));
+                }
+                return Ok(Some((out, rest)));
             } else {
                 out.push(c);
             }
@@ -189,13 +198,13 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
                 return Err("usage: put KEY VALUE".into());
             }
             // A value that is one quoted string is unquoted; anything else is taken as typed.
-            let value = match next_word(value) {
-                Ok(Some((inner, tail)))
-                    if tail.trim().is_empty() && value.starts_with(['"', '\'']) =>
-                {
-                    inner
+            let value = if value.starts_with(['"', '\'']) {
+                match next_word(value)? {
+                    Some((inner, tail)) if tail.trim().is_empty() => inner,
+                    _ => value.to_owned(),
                 }
-                _ => value.to_owned(),
+            } else {
+                value.to_owned()
             };
             Ok(Some(ReplCommand::Put { key, value }))
         }
@@ -262,9 +271,16 @@ pub async fn run(node: &Node, json: bool) -> std::io::Result<()> {
     if std::io::stdin().is_terminal() {
         run_interactive(node, json).await
     } else {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Some(line) = lines.next_line().await? {
-            let (text, quit) = handle_line(node, &line, json).await;
+        let mut input = tokio::io::BufReader::new(tokio::io::stdin());
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            if input.read_until(b'\n', &mut raw).await? == 0 {
+                break;
+            }
+            // A line that is not UTF-8 is read with replacement characters, not a crash.
+            let line = String::from_utf8_lossy(&raw);
+            let (text, quit) = handle_line(node, line.trim_end_matches(['\n', '\r']), json).await;
             if let Some(text) = text {
                 println!("{text}");
             }
@@ -384,6 +400,10 @@ mod tests {
             ReplCommand::Put { key: "my key".into(), value: "  padded \"x\"\n".into() }
         );
         assert_eq!(parse("put k 'a b'"), ReplCommand::Put { key: "k".into(), value: "a b".into() });
+        assert_eq!(
+            parse(r#"put k "c:\x""#),
+            ReplCommand::Put { key: "k".into(), value: r"c:\x".into() }
+        );
         // Quotes inside a longer value are kept as typed.
         assert_eq!(
             parse(r#"put k say "hi" now"#),
@@ -400,6 +420,8 @@ mod tests {
         assert!(parse_line("get a b").unwrap_err().contains("usage"));
         assert!(parse_line("frobnicate x").unwrap_err().contains("unknown command"));
         assert!(parse_line("put \"k v").unwrap_err().contains("unterminated"));
+        assert!(parse_line("put k \"hello").unwrap_err().contains("unterminated"));
+        assert!(parse_line("put \"a\"b c").unwrap_err().contains("space after"));
         assert!(parse_line("dial not-an-addr").unwrap_err().contains("bad multiaddr"));
         assert!(parse_line("peers now").unwrap_err().contains("no arguments"));
     }

@@ -52,6 +52,33 @@ impl Store {
         }
     }
 
+    /// Whether `record` fits: a new key needs room for one more record and its bytes; a key
+    /// already held needs room for the difference. Nothing held is ever dropped to make room.
+    ///
+    /// # Errors
+    /// The reason, with the limit and its flag.
+    pub fn admits(
+        &self,
+        record: &Record,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<(), String> {
+        let held = self.records.get(&record.key).map(size);
+        if held.is_none() && self.records.len() >= max_records {
+            return Err(format!(
+                "store full: {} records held (limit {max_records}, --max-records); existing keys can still be updated",
+                self.records.len()
+            ));
+        }
+        let after = self.bytes - held.unwrap_or(0) + size(record);
+        if after > max_bytes && after > self.bytes {
+            return Err(format!(
+                "store full: {after} bytes would be held (limit {max_bytes}, --max-store-bytes)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The record held for `key`.
     pub fn get(&self, key: &str) -> Option<&Record> {
         self.records.get(key)
@@ -102,6 +129,21 @@ mod tests {
         assert_eq!(s.put_merge(r("bb", 3)).0, Merged::Replaced);
         assert_eq!(s.bytes(), 3);
         assert_eq!(s.put_merge(r("bb", 3)).0, Merged::Kept);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn limits_refuse_new_keys_but_never_drop_what_is_held() {
+        let kp = Keypair::generate_ed25519();
+        let r = |k: &str, v: &str| {
+            Record::sign(&kp, k.into(), Some(v.into()), Hlc::new(1, 0), None).unwrap()
+        };
+        let mut s = Store::new();
+        s.put_merge(r("a", "1234"));
+        assert!(s.admits(&r("b", "1"), 1, 1000).unwrap_err().contains("--max-records"));
+        assert_eq!(s.admits(&r("a", "99"), 1, 1000), Ok(()));
+        assert!(s.admits(&r("a", "123456789"), 10, 6).unwrap_err().contains("--max-store-bytes"));
+        assert_eq!(s.admits(&r("a", "12"), 10, 2), Ok(()), "shrinking is always allowed");
         assert_eq!(s.len(), 1);
     }
 }

@@ -266,3 +266,66 @@ async fn unreachable_addresses_fail_cleanly() {
     // A stopped node answers every call with the shutdown error, never a hang.
     assert!(matches!(node.info().await, Err(Error::Shutdown)));
 }
+
+/// A replica past its record limit refuses new keys with the reason, keeps what it held, and
+/// still takes updates of keys it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replica_refuses_new_keys_and_keeps_the_old() {
+    let nodes =
+        cluster(3, |i| Config { max_records: if i == 1 { 1 } else { 1000 }, ..local() }).await;
+    within("put", nodes[0].put("one", "1")).await.expect("put");
+    let holds = |key: &'static str, size: usize| {
+        let node = nodes[1].clone();
+        move || {
+            let node = node.clone();
+            async move {
+                node.keys().await.unwrap_or_default().iter().any(|k| k.key == key && k.size == size)
+            }
+        }
+    };
+    assert!(wait_for(WAIT, holds("one", 1)).await, "node 1 never stored the first key");
+    within("put", nodes[0].put("two", "2")).await.expect("put still meets W = 2");
+    let raw = Record::sign(
+        &Keypair::generate_ed25519(),
+        "three".into(),
+        Some(b"3".to_vec()),
+        Hlc::new(peerkv::clock::now_ms(), 0),
+        None,
+    )
+    .expect("sign");
+    let answer = within(
+        "request",
+        nodes[0].send_request(nodes[1].peer_id(), Request::Store { record: raw }),
+    )
+    .await
+    .expect("answer");
+    match answer {
+        Response::Rejected { reason } => assert!(reason.contains("store full"), "{reason}"),
+        other => panic!("a full store accepted a new key: {other:?}"),
+    }
+    within("put", nodes[2].put("one", "updated")).await.expect("update");
+    assert!(wait_for(WAIT, holds("one", 7)).await, "node 1 never took the update");
+    let keys = nodes[1].keys().await.expect("keys");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].key, "one");
+    assert_eq!(keys[0].size, "updated".len());
+    shutdown(&nodes).await;
+}
+
+/// Bootstrapping from a peer that serves another Kademlia protocol id fails with a message that
+/// names the flag, and leaves the routing table empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_from_a_peer_on_another_kad_protocol_fails() {
+    let other = within(
+        "spawn",
+        peerkv::Node::spawn(Config { kad_protocol: "/other/kad/1.0.0".into(), ..local() }),
+    )
+    .await
+    .expect("spawn");
+    let addr = within("listen", other.listen_addrs()).await.expect("addrs")[0].clone();
+    let node = within("spawn", peerkv::Node::spawn(local())).await.expect("spawn");
+    let err = within("bootstrap", node.bootstrap(addr)).await.expect_err("wrong protocol");
+    assert!(err.to_string().contains("--kad-protocol"), "{err}");
+    assert_eq!(node.info().await.expect("info").routing_table, 0);
+    shutdown(&[node, other]).await;
+}

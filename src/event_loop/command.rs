@@ -57,8 +57,13 @@ impl EventLoop {
                 let _ = reply.send(Ok(keys));
             }
             Command::Request { peer, request, reply } => {
+                if self.is_busy() {
+                    let _ = reply.send(Err(Error::Busy(self.pending())));
+                    return;
+                }
                 let id = self.swarm.behaviour_mut().kv.send_request(&peer, request);
                 self.requests.insert(id, Outbound::Raw(reply));
+                self.raw_in_flight += 1;
             }
             Command::WaitListening { reply } => {
                 if self.listeners_waiting.is_empty() {
@@ -126,9 +131,10 @@ impl EventLoop {
             Op::Put(PendingPut {
                 record,
                 tally: None,
+                superseded_by: None,
                 started: now,
                 deadline: now + self.config.timeout,
-                reply,
+                reply: Some(reply),
             }),
         );
         self.lookups.insert(query, Lookup::Op(id));
@@ -238,6 +244,10 @@ impl EventLoop {
                 );
             }
             Err(e) => {
+                if let DialPurpose::Bootstrap(peer, _) = &purpose {
+                    let (transport, _) = split_p2p(&addr);
+                    self.swarm.behaviour_mut().kad.remove_address(peer, &transport);
+                }
                 let err = Error::Unreachable { addr, reason: e.to_string() };
                 match purpose {
                     DialPurpose::Dial(reply) => {

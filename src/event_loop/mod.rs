@@ -52,6 +52,10 @@ const KEEP_CONNECTED_MAX: usize = 64;
 /// Most redials per rejoin round.
 const MAX_REJOIN_DIALS: usize = 16;
 
+/// How long a finished bootstrap waits for identify to say whether the peer serves our
+/// Kademlia protocol (a peer without identify is taken as it is).
+const IDENTIFY_WAIT: Duration = Duration::from_secs(2);
+
 /// How long start-up waits for every listener to report an address.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
@@ -113,6 +117,8 @@ pub(crate) struct EventLoop {
     listen_deadline: Instant,
     /// Which peers speak the value protocol (identify or a failed request told us).
     kv_support: HashMap<PeerId, bool>,
+    /// Peers identify showed not to serve our Kademlia protocol: kept out of the routing table.
+    no_kad: HashSet<PeerId>,
     /// Addresses learnt from identify, for `peers`.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Peers mDNS told us of (until their mDNS record expires), for rejoining.
@@ -129,6 +135,10 @@ pub(crate) struct EventLoop {
     requests: HashMap<OutboundRequestId, Outbound>,
     /// Dials someone waits for.
     dials: HashMap<ConnectionId, PendingDial>,
+    /// Raw requests in flight (counted against [`MAX_PENDING_OPS`]).
+    raw_in_flight: usize,
+    /// Bootstraps whose query ran, waiting (until the deadline) for the peer's identify.
+    bootstraps_awaiting_identify: Vec<(PeerId, Instant, Reply<BootstrapReport>)>,
 }
 
 impl EventLoop {
@@ -153,6 +163,7 @@ impl EventLoop {
             listen_waiters: Vec::new(),
             listen_deadline: Instant::now() + LISTEN_WAIT,
             kv_support: HashMap::new(),
+            no_kad: HashSet::new(),
             peer_addrs: HashMap::new(),
             mdns_peers: HashMap::new(),
             next_rejoin: Instant::now() + REJOIN_INTERVAL,
@@ -161,6 +172,8 @@ impl EventLoop {
             lookups: HashMap::new(),
             requests: HashMap::new(),
             dials: HashMap::new(),
+            raw_in_flight: 0,
+            bootstraps_awaiting_identify: Vec::new(),
         }
     }
 
@@ -183,8 +196,10 @@ impl EventLoop {
                         break;
                     }
                 },
-                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                // Deadlines before swarm events: a peer flooding us must not keep operations
+                // from ending on time (the tick is ready only every SWEEP_INTERVAL).
                 _ = sweep.tick() => self.sweep(Instant::now()),
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
             }
         }
         tracing::debug!("event loop stopped");
@@ -200,7 +215,7 @@ impl EventLoop {
 
     /// Work in flight, for the busy check.
     fn pending(&self) -> usize {
-        self.ops.len() + self.lookups.len() + self.dials.len()
+        self.ops.len() + self.lookups.len() + self.dials.len() + self.raw_in_flight
     }
 
     fn dialable(&self, addr: &Multiaddr) -> Multiaddr {
@@ -223,7 +238,9 @@ impl EventLoop {
         for (_, op) in self.ops.drain() {
             match op {
                 Op::Put(p) => {
-                    let _ = p.reply.send(Err(Error::Shutdown));
+                    if let Some(reply) = p.reply {
+                        let _ = reply.send(Err(Error::Shutdown));
+                    }
                 }
                 Op::Get(g) => {
                     if let Some(reply) = g.reply {
@@ -248,6 +265,9 @@ impl EventLoop {
                 let _ = reply.send(Err(Error::Shutdown));
             }
         }
+        for (_, _, reply) in self.bootstraps_awaiting_identify.drain(..) {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
         for (_, dial) in self.dials.drain() {
             match dial.purpose {
                 DialPurpose::Dial(reply) => {
@@ -266,6 +286,14 @@ impl EventLoop {
 
     /// Ends what passed its deadline.
     fn sweep(&mut self, now: Instant) {
+        let waiting = std::mem::take(&mut self.bootstraps_awaiting_identify);
+        for (peer, deadline, reply) in waiting {
+            if deadline <= now {
+                self.finish_bootstrap(peer, reply);
+            } else {
+                self.bootstraps_awaiting_identify.push((peer, deadline, reply));
+            }
+        }
         if now >= self.next_rejoin {
             self.next_rejoin = now + REJOIN_INTERVAL;
             self.rejoin();

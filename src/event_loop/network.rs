@@ -5,7 +5,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, mdns, ping, PeerId};
 
-use super::{DialPurpose, EventLoop, Lookup, KEEP_CONNECTED_MAX, MAX_REJOIN_DIALS};
+use super::{DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, MAX_REJOIN_DIALS};
 use crate::behaviour::BehaviourEvent;
 use crate::command::{ClosestPeer, ClosestReport};
 use crate::error::Error;
@@ -112,15 +112,15 @@ impl EventLoop {
         };
         match result {
             QueryResult::GetClosestPeers(result) => {
-                let peers: Vec<PeerId> = match result {
-                    Ok(ok) => ok.peers.into_iter().map(|p| p.peer_id).collect(),
-                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => {
-                        peers.into_iter().map(|p| p.peer_id).collect()
-                    }
+                let peers: Vec<kad::PeerInfo> = match result {
+                    Ok(ok) => ok.peers,
+                    // A lookup that ran out of time still yields the peers it reached.
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                 };
                 match self.lookups.remove(&id) {
                     Some(Lookup::Op(op)) => self.lookup_done(op, peers),
                     Some(Lookup::Closest { key, started, reply, .. }) => {
+                        let peers = peers.into_iter().map(|p| p.peer_id).collect();
                         let report = self.closest_report(key, peers, started);
                         let _ = reply.send(Ok(report));
                     }
@@ -138,8 +138,13 @@ impl EventLoop {
                     tracing::debug!("bootstrap query: {e}");
                 }
                 if let Some(Lookup::Bootstrap { peer, reply, .. }) = self.lookups.remove(&id) {
-                    let routing_table = self.routing_table_len();
-                    let _ = reply.send(Ok(crate::BootstrapReport { peer_id: peer, routing_table }));
+                    if self.peer_addrs.contains_key(&peer) || self.no_kad.contains(&peer) {
+                        self.finish_bootstrap(peer, reply);
+                    } else {
+                        // Identify has not told yet whether the peer serves our Kademlia.
+                        let deadline = std::time::Instant::now() + IDENTIFY_WAIT;
+                        self.bootstraps_awaiting_identify.push((peer, deadline, reply));
+                    }
                 }
             }
             _ => {}
@@ -173,6 +178,27 @@ impl EventLoop {
         ClosestReport { key, peers, elapsed: started.elapsed() }
     }
 
+    /// Answers a bootstrap from `peer` once its query ran: an error when identify showed the
+    /// peer does not serve our Kademlia protocol.
+    pub(super) fn finish_bootstrap(
+        &mut self,
+        peer: PeerId,
+        reply: crate::command::Reply<crate::BootstrapReport>,
+    ) {
+        if self.no_kad.contains(&peer) {
+            let _ = reply.send(Err(Error::Unreachable {
+                addr: libp2p::Multiaddr::empty().with_p2p(peer).unwrap_or_else(|a| a),
+                reason: format!(
+                    "connected, but it does not serve Kademlia on {} — check --kad-protocol",
+                    self.config.kad_protocol
+                ),
+            }));
+            return;
+        }
+        let routing_table = self.routing_table_len();
+        let _ = reply.send(Ok(crate::BootstrapReport { peer_id: peer, routing_table }));
+    }
+
     fn on_identify(&mut self, event: identify::Event) {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;
@@ -181,11 +207,26 @@ impl EventLoop {
         self.kv_support.insert(peer_id, kv);
         let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == self.config.kad_protocol);
         if speaks_kad {
+            self.no_kad.remove(&peer_id);
             for addr in &info.listen_addrs {
                 self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
             }
+        } else {
+            // mDNS, a bootstrap or a dial may have put it there: it cannot route for us.
+            self.no_kad.insert(peer_id);
+            if self.swarm.behaviour_mut().kad.remove_peer(&peer_id).is_some() {
+                tracing::info!(peer = %peer_id, "does not serve {}: left out of the routing table", self.config.kad_protocol);
+            }
         }
         self.peer_addrs.insert(peer_id, info.listen_addrs);
+        let waiting = std::mem::take(&mut self.bootstraps_awaiting_identify);
+        for (peer, deadline, reply) in waiting {
+            if peer == peer_id {
+                self.finish_bootstrap(peer, reply);
+            } else {
+                self.bootstraps_awaiting_identify.push((peer, deadline, reply));
+            }
+        }
     }
 
     /// A peer that stops answering pings is gone: close the connection and drop it from the
@@ -202,9 +243,11 @@ impl EventLoop {
         }
     }
 
-    /// mDNS answers go into the routing table (Kademlia then bootstraps by itself while the
-    /// table is small, which spreads the picture to peers mDNS missed) and into `mdns_peers`,
-    /// which the rejoin timer redials when a peer fell out of the table.
+    /// mDNS answers are dialed at once (identify then puts peers that serve our Kademlia into
+    /// the routing table, and Kademlia bootstraps by itself while the table is small, which
+    /// spreads the picture to peers mDNS missed) and kept in `mdns_peers`, which the rejoin
+    /// timer redials when a peer fell out of the table. Other libp2p programs on the LAN answer
+    /// mDNS too: they never enter the table.
     fn on_mdns(&mut self, event: mdns::Event) {
         match event {
             mdns::Event::Discovered(found) => {
@@ -212,9 +255,21 @@ impl EventLoop {
                     tracing::debug!(%peer, %addr, "mdns: discovered");
                     let addrs = self.mdns_peers.entry(peer).or_default();
                     if !addrs.contains(&addr) {
-                        addrs.push(addr.clone());
+                        addrs.push(addr);
                     }
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+                let found: Vec<(PeerId, Vec<libp2p::Multiaddr>)> = self
+                    .mdns_peers
+                    .iter()
+                    .filter(|(p, _)| !self.swarm.is_connected(p))
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
+                for (peer, addrs) in found {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
                 }
             }
             mdns::Event::Expired(gone) => {
@@ -244,6 +299,12 @@ impl EventLoop {
             .kbuckets()
             .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
             .collect();
+        // Forget what we learnt about peers that are neither routed nor connected.
+        let swarm = &self.swarm;
+        let keep = |p: &PeerId| routed.contains(p) || swarm.is_connected(p);
+        self.kv_support.retain(|p, _| keep(p));
+        self.peer_addrs.retain(|p, _| keep(p));
+        self.no_kad.retain(|p| keep(p));
         let mut candidates: Vec<(PeerId, Vec<libp2p::Multiaddr>)> =
             self.mdns_peers.iter().map(|(p, a)| (*p, a.clone())).collect();
         // On a LAN-sized overlay, stay connected to the whole routing table: ping then notices a

@@ -52,13 +52,18 @@ impl Tally {
     }
 
     /// Records a failure of `peer`; returns the spare to ask instead, if one is left and the
-    /// quorum is still open.
-    pub fn fail(&mut self, peer: PeerId, reason: impl std::fmt::Display) -> Option<PeerId> {
+    /// quorum is still open (or always, with `refill`: a put keeps R copies).
+    pub fn fail(
+        &mut self,
+        peer: PeerId,
+        reason: impl std::fmt::Display,
+        refill: bool,
+    ) -> Option<PeerId> {
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.failures.len() < MAX_REASONS {
             self.failures.push(format!("{}: {reason}", short(&peer)));
         }
-        if self.met() {
+        if self.met() && !refill {
             return None;
         }
         self.spares.pop_front()
@@ -88,9 +93,13 @@ pub(crate) struct PendingPut {
     pub record: Record,
     /// `None` while the lookup runs.
     pub tally: Option<Tally>,
+    /// The greatest version a replica said it already held above ours: our write lost.
+    pub superseded_by: Option<crate::clock::Hlc>,
     pub started: Instant,
     pub deadline: Instant,
-    pub reply: Reply<PutReport>,
+    /// Taken when the put has answered; the op lives on until every replica answered, asking
+    /// spares in place of failures so the record still reaches R peers.
+    pub reply: Option<Reply<PutReport>>,
 }
 
 impl PendingPut {
@@ -102,6 +111,7 @@ impl PendingPut {
             replicas: tally.replicas,
             needed: tally.needed,
             stored_on: tally.ok.clone(),
+            superseded_by: self.superseded_by,
             elapsed: self.started.elapsed(),
         }
     }
@@ -169,7 +179,7 @@ mod tests {
         let p = plan(3, 1, 2);
         let mut t = Tally::new(&p);
         t.in_flight = 3;
-        assert_eq!(t.fail(p.replicas[0], "refused"), Some(p.spares[0]));
+        assert_eq!(t.fail(p.replicas[0], "refused", false), Some(p.spares[0]));
         t.in_flight += 1;
         assert!(!t.met() && !t.impossible());
         t.succeed(p.replicas[1]);
@@ -179,13 +189,25 @@ mod tests {
     }
 
     #[test]
+    fn a_put_refills_after_its_quorum_but_a_get_does_not() {
+        let p = plan(2, 2, 1);
+        let mut t = Tally::new(&p);
+        t.in_flight = 2;
+        t.succeed(p.replicas[0]);
+        assert!(t.met());
+        assert_eq!(t.fail(p.replicas[1], "gone", false), None);
+        t.in_flight += 1;
+        assert_eq!(t.fail(p.replicas[1], "gone", true), Some(p.spares[0]));
+    }
+
+    #[test]
     fn impossible_when_too_few_can_still_answer() {
         let p = plan(3, 0, 3);
         let mut t = Tally::new(&p);
         t.in_flight = 3;
         t.succeed(p.replicas[0]);
         assert!(!t.impossible());
-        assert_eq!(t.fail(p.replicas[1], "timeout"), None);
+        assert_eq!(t.fail(p.replicas[1], "timeout", false), None);
         assert!(t.impossible());
     }
 }

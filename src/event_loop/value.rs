@@ -1,18 +1,22 @@
 //! The value protocol inside the loop: serving Store and Fetch, starting the replica round of a
 //! put or get once its lookup is done, counting answers, read repair.
+//!
+//! The local peer is asked like any other replica ([`EventLoop::ask`]): its answer comes from
+//! [`EventLoop::answer`], the same code that serves remote peers, so the local store obeys the
+//! same checks and limits.
 
 use libp2p::request_response::{
     self, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
-use libp2p::PeerId;
+use libp2p::{kad, PeerId};
 
 use super::ops::{Op, OpId, Tally};
 use super::{EventLoop, Outbound};
-use crate::clock::now_ms;
+use crate::clock::{now_ms, Hlc};
 use crate::error::Error;
 use crate::placement;
 use crate::protocol::{Request, Response};
-use crate::record::Record;
+use crate::record::{Record, MAX_CLOCK_AHEAD_MS};
 
 impl EventLoop {
     pub(super) fn on_kv(&mut self, event: request_response::Event<Request, Response>) {
@@ -39,14 +43,7 @@ impl EventLoop {
     /// Answers one request from a peer. Nothing it sends can do more than earn a `Rejected`.
     fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
         self.kv_support.insert(peer, true);
-        let response = match request {
-            Request::Store { record } => self.accept(record),
-            Request::Fetch { key } => Response::Found { record: self.store.get(&key).cloned() },
-            Request::Malformed { reason } => {
-                tracing::debug!(%peer, "malformed request: {reason}");
-                Response::Rejected { reason }
-            }
-        };
+        let response = self.answer(request);
         if let Response::Rejected { reason } = &response {
             tracing::info!(%peer, "rejected a request: {reason}");
         }
@@ -55,38 +52,88 @@ impl EventLoop {
         }
     }
 
-    /// Verifies and merges a record a peer asks us to hold.
+    /// What this peer answers to a request, from a remote peer or from itself.
+    fn answer(&mut self, request: Request) -> Response {
+        match request {
+            Request::Store { record } => self.accept(record),
+            Request::Fetch { key } => {
+                let now = now_ms();
+                Response::Found {
+                    record: self.store.get(&key).filter(|r| !r.is_expired(now)).cloned(),
+                }
+            }
+            Request::Malformed { reason } => Response::Rejected { reason },
+        }
+    }
+
+    /// Verifies and merges a record: signature, ownership, size, expiry, clock skew, and room
+    /// in the store for a new key.
     fn accept(&mut self, record: Record) -> Response {
         if let Err(e) = record.check(self.config.max_value_size, now_ms()) {
             return Response::Rejected { reason: e.to_string() };
         }
-        self.clock.observe(record.version);
+        if let Err(reason) =
+            self.store.admits(&record, self.config.max_records, self.config.max_store_bytes)
+        {
+            return Response::Rejected { reason };
+        }
+        self.observe(record.version);
         let (merged, held) = self.store.put_merge(record);
         tracing::debug!(key = %held.key, version = %held.version, ?merged, "store");
         Response::Stored { version: held.version }
     }
 
-    /// Sends `request` to `peer` on behalf of operation `op`.
-    fn send_for(&mut self, op: OpId, peer: PeerId, request: Request) -> OutboundRequestId {
-        let id = self.swarm.behaviour_mut().kv.send_request(&peer, request);
-        self.requests.insert(id, Outbound::Op(op));
-        id
+    /// Feeds a version seen from a peer to the clock, clamped to half the skew replicas accept,
+    /// so a peer with a clock far ahead cannot push our writes past what others take.
+    fn observe(&mut self, seen: Hlc) {
+        self.clock.observe(seen.min(Hlc::new(now_ms().saturating_add(MAX_CLOCK_AHEAD_MS / 2), 0)));
     }
 
-    /// The lookup of a put or get finished with these peers: choose the replicas and ask them.
-    pub(super) fn lookup_done(&mut self, op: OpId, peers: Vec<PeerId>) {
+    /// Asks `peer` on behalf of `op`: sends the request, or answers it at once from the local
+    /// store when `peer` is this peer.
+    fn ask(&mut self, op: OpId, peer: PeerId, request: Request) {
+        match self.ops.get_mut(&op) {
+            Some(Op::Put(p)) => match p.tally.as_mut() {
+                Some(t) => t.in_flight += 1,
+                None => return,
+            },
+            Some(Op::Get(g)) => match g.tally.as_mut() {
+                Some(t) => t.in_flight += 1,
+                None => return,
+            },
+            None => return,
+        }
+        if peer == self.local_peer_id() {
+            let response = self.answer(request);
+            self.on_op_answer(op, peer, response);
+        } else {
+            let id = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+            self.requests.insert(id, Outbound::Op(op));
+        }
+    }
+
+    /// The lookup of a put or get finished with these peers: choose the replicas and ask them
+    /// (remote ones first, so a local answer cannot end the op before they are asked).
+    pub(super) fn lookup_done(&mut self, op: OpId, peers: Vec<kad::PeerInfo>) {
         let local = self.local_peer_id();
-        let remote: Vec<PeerId> = peers
-            .into_iter()
-            .filter(|p| *p != local && self.kv_support.get(p) != Some(&false))
-            .collect();
+        let mut remote = Vec::new();
+        for info in peers {
+            if info.peer_id == local || self.kv_support.get(&info.peer_id) == Some(&false) {
+                continue;
+            }
+            // Addresses the lookup learnt, so a replica we are not connected to can be dialed.
+            for addr in info.addrs {
+                self.swarm.add_peer_address(info.peer_id, addr);
+            }
+            remote.push(info.peer_id);
+        }
         if remote.is_empty() {
             let known = self.routing_table_len();
             self.fail_op(op, Error::NoPeers { known });
             return;
         }
         let candidates = remote.into_iter().chain(std::iter::once(local));
-        match self.ops.get(&op) {
+        let (plan, request) = match self.ops.get_mut(&op) {
             Some(Op::Put(put)) => {
                 let plan = placement::plan(
                     &put.record.key,
@@ -94,54 +141,27 @@ impl EventLoop {
                     self.config.replication,
                     self.config.write_quorum,
                 );
-                let record = put.record.clone();
-                let mut tally = Tally::new(&plan);
-                let mut local_ack = false;
-                for peer in &plan.replicas {
-                    if *peer == local {
-                        local_ack = true;
-                    } else {
-                        tally.in_flight += 1;
-                        self.send_for(op, *peer, Request::Store { record: record.clone() });
-                    }
-                }
-                if local_ack {
-                    self.store.put_merge(record);
-                    tally.in_flight += 1;
-                    tally.succeed(local);
-                }
-                if let Some(Op::Put(put)) = self.ops.get_mut(&op) {
-                    put.tally = Some(tally);
-                }
+                put.tally = Some(Tally::new(&plan));
+                (plan, Request::Store { record: put.record.clone() })
             }
             Some(Op::Get(get)) => {
-                let key = get.key.clone();
                 let plan = placement::plan(
-                    &key,
+                    &get.key,
                     candidates,
                     self.config.replication,
                     self.config.read_quorum,
                 );
-                let mut tally = Tally::new(&plan);
-                let mut local_reply = None;
-                for peer in &plan.replicas {
-                    if *peer == local {
-                        local_reply = Some(self.store.get(&key).cloned());
-                    } else {
-                        tally.in_flight += 1;
-                        self.send_for(op, *peer, Request::Fetch { key: key.clone() });
-                    }
-                }
-                if let Some(Op::Get(get)) = self.ops.get_mut(&op) {
-                    if let Some(held) = local_reply {
-                        tally.in_flight += 1;
-                        tally.succeed(local);
-                        get.replies.push((local, held));
-                    }
-                    get.tally = Some(tally);
-                }
+                get.tally = Some(Tally::new(&plan));
+                (plan, Request::Fetch { key: get.key.clone() })
             }
             None => return,
+        };
+        let local_is_replica = plan.replicas.contains(&local);
+        for peer in plan.replicas.iter().filter(|p| **p != local) {
+            self.ask(op, *peer, request.clone());
+        }
+        if local_is_replica {
+            self.ask(op, local, request);
         }
         self.progress(op);
     }
@@ -150,69 +170,69 @@ impl EventLoop {
         match self.requests.remove(&id) {
             None => tracing::debug!(%peer, "late answer dropped"),
             Some(Outbound::Raw(reply)) => {
+                self.raw_in_flight = self.raw_in_flight.saturating_sub(1);
                 let _ = reply.send(Ok(response));
             }
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, ?response, "repair answered");
             }
-            Some(Outbound::Op(op)) => {
-                let max_value_size = self.config.max_value_size;
-                let verdict: Result<Option<Option<Record>>, String> =
-                    match (&self.ops.get(&op), response) {
-                        (None, _) => return,
-                        (Some(Op::Put(_)), Response::Stored { version }) => {
-                            self.clock.observe(version.min(self.clock_bound()));
-                            Ok(None)
-                        }
-                        (Some(Op::Get(get)), Response::Found { record }) => match record {
-                            None => Ok(Some(None)),
-                            Some(r) if r.key != get.key => {
-                                Err(format!("sent a record for another key ({:?})", r.key))
-                            }
-                            Some(r) => match r.check(max_value_size, now_ms()) {
-                                Ok(()) => {
-                                    self.clock.observe(r.version);
-                                    Ok(Some(Some(r)))
-                                }
-                                Err(e) => Err(format!("sent a bad record: {e}")),
-                            },
-                        },
-                        (_, Response::Rejected { reason }) => Err(format!("rejected: {reason}")),
-                        (_, other) => Err(format!("unexpected answer {other:?}")),
-                    };
-                match verdict {
-                    Ok(held) => {
-                        match self.ops.get_mut(&op) {
-                            Some(Op::Put(put)) => {
-                                if let Some(t) = put.tally.as_mut() {
-                                    t.succeed(peer);
-                                }
-                            }
-                            Some(Op::Get(get)) => {
-                                if let Some(t) = get.tally.as_mut() {
-                                    t.succeed(peer);
-                                }
-                                get.replies.push((peer, held.unwrap_or(None)));
-                            }
-                            None => {}
-                        }
-                        self.progress(op);
-                    }
-                    Err(reason) => self.op_request_failed(op, peer, reason),
-                }
-            }
+            Some(Outbound::Op(op)) => self.on_op_answer(op, peer, response),
         }
     }
 
-    /// The greatest version we accept as a clock hint from an acknowledgement.
-    fn clock_bound(&self) -> crate::clock::Hlc {
-        crate::clock::Hlc::new(now_ms() + crate::record::MAX_CLOCK_AHEAD_MS, 0)
+    /// One replica's answer to a put or get: checked, then counted or treated as a failure.
+    fn on_op_answer(&mut self, op: OpId, peer: PeerId, response: Response) {
+        let max_value_size = self.config.max_value_size;
+        let failure = match (self.ops.get_mut(&op), response) {
+            (None, _) => return,
+            (Some(Op::Put(put)), Response::Stored { version }) => {
+                if version > put.record.version {
+                    put.superseded_by = put.superseded_by.max(Some(version));
+                }
+                if let Some(t) = put.tally.as_mut() {
+                    t.succeed(peer);
+                }
+                self.observe(version);
+                None
+            }
+            (Some(Op::Get(get)), Response::Found { record }) => match record {
+                Some(r) if r.key != get.key => {
+                    Some(format!("sent a record for another key ({:?})", r.key))
+                }
+                Some(r) => match r.check(max_value_size, now_ms()) {
+                    Err(e) => Some(format!("sent a bad record: {e}")),
+                    Ok(()) => {
+                        let version = r.version;
+                        if let Some(t) = get.tally.as_mut() {
+                            t.succeed(peer);
+                        }
+                        get.replies.push((peer, Some(r)));
+                        self.observe(version);
+                        None
+                    }
+                },
+                None => {
+                    if let Some(t) = get.tally.as_mut() {
+                        t.succeed(peer);
+                    }
+                    get.replies.push((peer, None));
+                    None
+                }
+            },
+            (_, Response::Rejected { reason }) => Some(format!("rejected: {reason}")),
+            (_, other) => Some(format!("unexpected answer {other:?}")),
+        };
+        match failure {
+            None => self.progress(op),
+            Some(reason) => self.op_request_failed(op, peer, reason),
+        }
     }
 
     fn on_request_failed(&mut self, id: OutboundRequestId, peer: PeerId, reason: String) {
         match self.requests.remove(&id) {
             None => {}
             Some(Outbound::Raw(reply)) => {
+                self.raw_in_flight = self.raw_in_flight.saturating_sub(1);
                 let _ = reply.send(Err(Error::Request { peer, reason }));
             }
             Some(Outbound::Repair { key }) => {
@@ -222,88 +242,51 @@ impl EventLoop {
         }
     }
 
-    /// A replica of `op` failed: ask a spare in its place, then see where the op stands.
+    /// A replica of `op` failed: ask a spare in its place (a put keeps filling up to R copies
+    /// even after it answered; a get only while its quorum is open), then see where it stands.
     fn op_request_failed(&mut self, op: OpId, peer: PeerId, reason: String) {
         tracing::debug!(op, %peer, "replica failed: {reason}");
         let next = match self.ops.get_mut(&op) {
             Some(Op::Put(put)) => put
                 .tally
                 .as_mut()
-                .and_then(|t| t.fail(peer, &reason))
+                .and_then(|t| t.fail(peer, &reason, true))
                 .map(|p| (p, Request::Store { record: put.record.clone() })),
             Some(Op::Get(get)) => get
                 .tally
                 .as_mut()
-                .and_then(|t| t.fail(peer, &reason))
+                .and_then(|t| t.fail(peer, &reason, false))
                 .map(|p| (p, Request::Fetch { key: get.key.clone() })),
             None => None,
         };
         if let Some((spare, request)) = next {
-            self.ask_spare(op, spare, request);
+            self.ask(op, spare, request);
         }
         self.progress(op);
     }
 
-    fn ask_spare(&mut self, op: OpId, spare: PeerId, request: Request) {
-        let local = self.local_peer_id();
-        if spare == local {
-            // Only reachable when the local peer ranked below R; answer from the store.
-            let held = match &request {
-                Request::Store { record } => {
-                    let (merged, _) = self.store.put_merge(record.clone());
-                    tracing::debug!(?merged, "spare: stored locally");
-                    None
-                }
-                Request::Fetch { key } => Some(self.store.get(key).cloned()),
-                Request::Malformed { .. } => return,
-            };
-            match self.ops.get_mut(&op) {
-                Some(Op::Put(put)) => {
-                    if let Some(t) = put.tally.as_mut() {
-                        t.in_flight += 1;
-                        t.succeed(local);
-                    }
-                }
-                Some(Op::Get(get)) => {
-                    if let Some(t) = get.tally.as_mut() {
-                        t.in_flight += 1;
-                        t.succeed(local);
-                    }
-                    get.replies.push((local, held.unwrap_or(None)));
-                }
-                None => {}
-            }
-            return;
-        }
-        let in_flight = match self.ops.get_mut(&op) {
-            Some(Op::Put(put)) => put.tally.as_mut().map(|t| &mut t.in_flight),
-            Some(Op::Get(get)) => get.tally.as_mut().map(|t| &mut t.in_flight),
-            None => None,
-        };
-        if let Some(n) = in_flight {
-            *n += 1;
-            self.send_for(op, spare, request);
-        }
-    }
-
-    /// Answers or fails `op` when its tally allows; finishes a get (repairs) when all are in.
+    /// Answers or fails `op` when its tally allows; ends it when no answer is outstanding (a
+    /// get then repairs stale replicas).
     pub(super) fn progress(&mut self, op: OpId) {
-        let Some(entry) = self.ops.get_mut(&op) else {
-            return;
-        };
+        let Some(entry) = self.ops.get_mut(&op) else { return };
         match entry {
             Op::Put(put) => {
                 let Some(tally) = &put.tally else { return };
+                let done = tally.in_flight == 0;
                 if tally.met() {
-                    let report = put.report(tally);
-                    tracing::debug!(op, acked = report.acked, elapsed = ?report.elapsed, "put: quorum met");
-                    if let Some(Op::Put(put)) = self.ops.remove(&op) {
-                        let _ = put.reply.send(Ok(report));
+                    if let Some(reply) = put.reply.take() {
+                        let report = put.report(tally);
+                        tracing::debug!(op, acked = report.acked, elapsed = ?report.elapsed, "put: quorum met");
+                        let _ = reply.send(Ok(report));
                     }
-                } else if tally.impossible() && tally.in_flight == 0 {
-                    // Wait for the answers in flight so the error counts them.
+                } else if put.reply.is_some() && tally.impossible() && done {
+                    // Waited for the answers in flight so the error counts them.
                     let err = self.quorum_error(op);
                     self.fail_op(op, err);
+                    return;
+                }
+                if done {
+                    self.ops.remove(&op);
                 }
             }
             Op::Get(get) => {
@@ -353,11 +336,14 @@ impl EventLoop {
         }
     }
 
-    /// Ends `op` with `err` (a get that already answered just finishes).
+    /// Ends `op` with `err` for whoever still waits (a get that already answered just
+    /// finishes and repairs).
     pub(super) fn fail_op(&mut self, op: OpId, err: Error) {
         match self.ops.remove(&op) {
             Some(Op::Put(put)) => {
-                let _ = put.reply.send(Err(err));
+                if let Some(reply) = put.reply {
+                    let _ = reply.send(Err(err));
+                }
             }
             Some(Op::Get(mut get)) => {
                 if let Some(reply) = get.reply.take() {
@@ -373,15 +359,13 @@ impl EventLoop {
     /// A get whose replies are all in (or whose time is up): send the newest record to every
     /// replier that lacked it.
     fn finish_get(&mut self, op: OpId) {
-        let Some(Op::Get(get)) = self.ops.remove(&op) else {
-            return;
-        };
+        let Some(Op::Get(get)) = self.ops.remove(&op) else { return };
         let Some(newest) = get.newest() else { return };
         let local = self.local_peer_id();
         for peer in placement::stale(&newest, &get.replies) {
             tracing::debug!(key = %get.key, %peer, version = %newest.version, "read repair");
             if peer == local {
-                self.store.put_merge(newest.clone());
+                let _ = self.accept(newest.clone());
             } else {
                 let id = self
                     .swarm
@@ -395,19 +379,16 @@ impl EventLoop {
 
     /// An op passed its deadline.
     pub(super) fn expire_op(&mut self, op: OpId) {
+        let lookup_stuck = || vec!["the Kademlia lookup did not finish".to_owned()];
         let (acked, needed, failures) = match self.ops.get(&op) {
             Some(Op::Put(put)) => put
                 .tally
                 .as_ref()
-                .map_or((0, 1, vec!["the Kademlia lookup did not finish".to_owned()]), |t| {
-                    (t.ok.len(), t.needed, t.failures.clone())
-                }),
+                .map_or((0, 1, lookup_stuck()), |t| (t.ok.len(), t.needed, t.failures.clone())),
             Some(Op::Get(get)) => get
                 .tally
                 .as_ref()
-                .map_or((0, 1, vec!["the Kademlia lookup did not finish".to_owned()]), |t| {
-                    (t.ok.len(), t.needed, t.failures.clone())
-                }),
+                .map_or((0, 1, lookup_stuck()), |t| (t.ok.len(), t.needed, t.failures.clone())),
             None => return,
         };
         let err = Error::Timeout { after: self.config.timeout, acked, needed, failures };
