@@ -13,8 +13,9 @@
 #   lan.sh list              runs present on this machine
 #
 # RUN is a short name (letters and digits, at most 6); namespaces are pkv-RUN-br and
-# pkv-RUN-hI. The process that called `up` (or PKV_LAN_OWNER) is recorded as the run's owner:
-# `clean-stale` removes a run only when that process no longer exists. Needs root (CAP_NET_ADMIN).
+# pkv-RUN-hI. A test sets PKV_LAN_OWNER to its process id: `clean-stale` removes a run when that
+# process no longer exists (a run made by hand, without it, stays until `down`). Needs root
+# (CAP_NET_ADMIN).
 set -euo pipefail
 
 STATE_DIR=${PKV_LAN_STATE:-/run/peerkv-lan}
@@ -43,7 +44,7 @@ cmd_up() {
   check_run "$run"; check_rights
   [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "host count must be 1..200"
   mkdir -p "$STATE_DIR"
-  echo "${PKV_LAN_OWNER:-$PPID}" > "$STATE_DIR/$run.owner"
+  echo "${PKV_LAN_OWNER:-manual}" > "$STATE_DIR/$run.owner"
   local br; br=$(ns_br "$run")
   ip netns add "$br"
   ip -n "$br" link set lo up
@@ -96,6 +97,8 @@ cmd_clean_stale() {
   local run owner
   for run in $(ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^pkv-\([a-z0-9]*\)-.*/\1/p' | sort -u); do
     owner=$(cat "$STATE_DIR/$run.owner" 2>/dev/null || echo "")
+    # A run made by hand stays until `down`.
+    [ "$owner" = manual ] && continue
     if [ -z "$owner" ] || ! kill -0 "$owner" 2>/dev/null; then
       echo "lan.sh: removing stale run $run (owner ${owner:-unknown} is gone)" >&2
       cmd_down "$run"
