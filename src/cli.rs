@@ -68,6 +68,16 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_STORE_BYTES)]
     pub max_store_bytes: usize,
 
+    /// Where this peer keeps its identity, records and known peers (created if missing). Default:
+    /// $XDG_DATA_HOME/peerkv or ~/.local/share/peerkv. A second peer on the same machine needs
+    /// its own.
+    #[arg(long, value_name = "DIR", conflicts_with = "ephemeral")]
+    pub data_dir: Option<std::path::PathBuf>,
+
+    /// Keep everything in memory: a new peer id at every start, nothing survives a restart.
+    #[arg(long)]
+    pub ephemeral: bool,
+
     /// Seconds between mDNS queries on the LAN (at least 1).
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
     pub mdns_interval: f64,
@@ -107,6 +117,16 @@ impl Cli {
             max_records: self.max_records,
             max_store_bytes: self.max_store_bytes,
             keypair: None,
+            data_dir: if self.ephemeral {
+                None
+            } else {
+                match self.data_dir.clone().or_else(crate::data_dir::default_data_dir) {
+                    Some(dir) => Some(dir),
+                    None => {
+                        return Err("no data directory: HOME and XDG_DATA_HOME are unset — give --data-dir DIR or --ephemeral".into())
+                    }
+                }
+            },
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

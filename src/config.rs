@@ -68,8 +68,12 @@ pub struct Config {
     /// How often mDNS asks the LAN who is there. Default: 20 s (libp2p-mdns alone would wait
     /// 5 minutes after its first answer, and peers started together can miss each other).
     pub mdns_query_interval: Duration,
-    /// The peer's identity. Default: `None`, a new Ed25519 key at every start.
+    /// The peer's identity. Default: `None`: the data directory's, or a new Ed25519 key.
     pub keypair: Option<Keypair>,
+    /// Where the identity, the records and the peers last known are kept. Default: `None`,
+    /// everything in memory (the binary defaults to the platform's data directory unless
+    /// `--ephemeral`).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -89,6 +93,7 @@ impl std::fmt::Debug for Config {
             .field("max_records", &self.max_records)
             .field("max_store_bytes", &self.max_store_bytes)
             .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
+            .field("data_dir", &self.data_dir)
             .finish()
     }
 }
@@ -110,6 +115,7 @@ impl Default for Config {
             max_records: DEFAULT_MAX_RECORDS,
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
             keypair: None,
+            data_dir: None,
         }
     }
 }

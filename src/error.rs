@@ -84,6 +84,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Another peer runs on this data directory.
+    #[error("data directory {} is in use by another peerkv process — give a second peer on this machine its own --data-dir DIR, or run it with --ephemeral", .0.display())]
+    DataDirLocked(std::path::PathBuf),
+    /// The data directory cannot be used (foreign, corrupt, unreadable); it was left as it is.
+    #[error("cannot use data directory {}: {reason} — it was left untouched; pick another --data-dir or --ephemeral", .dir.display())]
+    DataDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Building the transport or a behaviour failed.
     #[error("cannot start the swarm: {0}")]
     Swarm(String),

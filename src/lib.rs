@@ -17,7 +17,8 @@
 //! - [`protocol`]: wire types and the codec of the value protocol.
 //! - [`record`], [`clock`], [`placement`]: the pure core — signed records and their merge, the
 //!   hybrid logical clock, replica choice and quorum arithmetic.
-//! - [`store`]: the records a peer holds.
+//! - [`store`], [`data_dir`]: the records a peer holds (redb, durable before acknowledged), its
+//!   identity and the peers it knew.
 //! - [`repl`], [`output`], [`cli`]: the faces for people and scripts.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod data_dir;
 pub mod error;
 mod event_loop;
 pub mod node;

@@ -21,6 +21,9 @@ use crate::event_loop::EventLoop;
 use crate::protocol::{Request, Response};
 use crate::record::check_key;
 
+/// Known peers tried at start after a restart.
+const MAX_REJOIN_AT_START: usize = 8;
+
 /// Capacity of the command queue from handles to the event loop.
 pub const COMMAND_CAP: usize = 256;
 
@@ -47,18 +50,36 @@ impl Node {
     /// A bad configuration, a transport that cannot start, or an address it cannot listen on.
     pub async fn spawn(config: Config) -> Result<Node> {
         config.validate()?;
-        let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
+        let (keypair, store) = match &config.data_dir {
+            Some(dir) => crate::data_dir::open(dir, config.keypair.as_ref())?,
+            None => (
+                config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519),
+                crate::store::Store::new(),
+            ),
+        };
+        let known = store.load_peers();
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = build_swarm(&config, keypair.clone())?;
         let mut listeners = Vec::new();
+        let last_run = store.load_listen_addrs();
         for addr in &config.listen {
+            // After a restart, take the ports of the last run where the address asks for any
+            // port: peers that knew us find us where we were.
+            if let Some(same) = same_port(addr, &last_run) {
+                if let Ok(id) = swarm.listen_on(same.clone()) {
+                    tracing::debug!(%same, "listening on the port of the last run");
+                    listeners.push(id);
+                    continue;
+                }
+            }
             let id = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| Error::Listen { addr: addr.clone(), reason: e.to_string() })?;
             listeners.push(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
-        let event_loop = EventLoop::new(swarm, keypair, config.clone(), rx, listeners);
+        let event_loop =
+            EventLoop::new(swarm, keypair, config.clone(), rx, listeners, store, known.clone());
         let task = tokio::spawn(event_loop.run());
         let node = Node {
             commands: tx,
@@ -70,6 +91,29 @@ impl Node {
         for addr in &config.bootstrap {
             if let Err(e) = node.bootstrap(addr.clone()).await {
                 tracing::warn!(%addr, "bootstrap failed: {e}");
+            }
+        }
+        if config.bootstrap.is_empty() && !known.is_empty() {
+            // A restart: rejoin through the peers known before (the first that answers is
+            // enough; the rejoin timer keeps trying the others).
+            let rejoin = async {
+                for (peer, addrs) in known.iter().take(MAX_REJOIN_AT_START) {
+                    for addr in addrs {
+                        let Ok(addr) = addr.clone().with_p2p(*peer) else { continue };
+                        match node.bootstrap(addr.clone()).await {
+                            Ok(_) => return true,
+                            Err(e) => tracing::debug!(%addr, "rejoin: {e}"),
+                        }
+                    }
+                }
+                false
+            };
+            match tokio::time::timeout(config.timeout, rejoin).await {
+                Ok(true) => tracing::info!("rejoined through a peer known before the restart"),
+                _ => tracing::warn!(
+                    "none of the {} peers known before the restart answered yet; still trying",
+                    known.len()
+                ),
             }
         }
         Ok(node)
@@ -223,5 +267,70 @@ impl Node {
             let _ = task.await;
         }
         Ok(())
+    }
+}
+
+/// `wanted` with port 0 replaced by the port a matching address of the last run used: same
+/// transport stack, same IP (or any IP when `wanted` listens on every interface).
+fn same_port(wanted: &Multiaddr, last_run: &[Multiaddr]) -> Option<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let parts: Vec<Protocol> = wanted.iter().collect();
+    if !parts.iter().any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0))) {
+        return None;
+    }
+    let unspecified = |p: &Protocol| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    };
+    last_run.iter().find_map(|old| {
+        let old: Vec<Protocol> = old.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+        if old.len() != parts.len() {
+            return None;
+        }
+        let mut out = Multiaddr::empty();
+        for (w, o) in parts.iter().zip(&old) {
+            let next = match (w, o) {
+                (Protocol::Tcp(0), Protocol::Tcp(port)) => Protocol::Tcp(*port),
+                (Protocol::Udp(0), Protocol::Udp(port)) => Protocol::Udp(*port),
+                (Protocol::Ip4(_), Protocol::Ip4(_)) | (Protocol::Ip6(_), Protocol::Ip6(_))
+                    if unspecified(w) || w == o =>
+                {
+                    w.clone()
+                }
+                (w, o) if w == o => w.clone(),
+                _ => return None,
+            };
+            out.push(next);
+        }
+        Some(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_restart_reuses_the_ports_of_the_last_run() {
+        let last = [
+            m("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"),
+            m("/ip4/10.0.0.5/udp/4002/quic-v1"),
+        ];
+        assert_eq!(
+            same_port(&m("/ip4/127.0.0.1/tcp/0"), &last),
+            Some(m("/ip4/127.0.0.1/tcp/4001"))
+        );
+        assert_eq!(same_port(&m("/ip4/0.0.0.0/tcp/0"), &last), Some(m("/ip4/0.0.0.0/tcp/4001")));
+        assert_eq!(
+            same_port(&m("/ip4/0.0.0.0/udp/0/quic-v1"), &last),
+            Some(m("/ip4/0.0.0.0/udp/4002/quic-v1"))
+        );
+        assert_eq!(same_port(&m("/ip4/10.9.9.9/tcp/0"), &last), None);
+        assert_eq!(same_port(&m("/ip4/127.0.0.1/tcp/5000"), &last), None, "an explicit port stays");
     }
 }

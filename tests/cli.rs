@@ -11,8 +11,10 @@ use serde_json::Value;
 
 /// Starts a peer on 127.0.0.1 with mDNS off and `extra` flags.
 fn start(extra: &[&str]) -> Peer {
-    let mut args: Vec<String> =
-        ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"].iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--ephemeral"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     Peer::spawn(env!("CARGO_BIN_EXE_peerkv"), &args)
 }

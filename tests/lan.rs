@@ -65,6 +65,7 @@ impl Lan {
             i.to_string(),
             env!("CARGO_BIN_EXE_peerkv").into(),
             "--json".into(),
+            "--ephemeral".into(),
             "--listen".into(),
             format!("/ip4/{}/tcp/0", Lan::addr(i)),
         ];

@@ -46,6 +46,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// redialed.
 const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Most often the peers known are written to the data directory.
+const PEER_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Up to this many routing-table peers, every one of them is kept connected (and so pinged).
 const KEEP_CONNECTED_MAX: usize = 64;
 
@@ -101,8 +104,16 @@ pub(crate) struct EventLoop {
     config: Config,
     /// Commands from [`Node`](crate::Node) handles.
     commands: mpsc::Receiver<Command>,
-    /// Records held here.
+    /// Records held here (and, with a data directory, on disk).
     store: Store,
+    /// Peers known before the last restart: rejoin candidates while the routing table is empty.
+    known_peers: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// The peer ids last written to the store, to save again only on change.
+    saved_peers: Vec<PeerId>,
+    /// The routing table changed since the peers were last saved.
+    peers_dirty: bool,
+    /// Earliest time of the next save of the peers.
+    next_peer_save: Instant,
     /// Versions for our writes.
     clock: Clock,
     /// The local peer as a Kademlia key, for bucket numbers.
@@ -148,6 +159,8 @@ impl EventLoop {
         config: Config,
         commands: mpsc::Receiver<Command>,
         listeners: Vec<ListenerId>,
+        store: Store,
+        known_peers: Vec<(PeerId, Vec<Multiaddr>)>,
     ) -> Self {
         let local_key = KBucketKey::from(*swarm.local_peer_id());
         Self {
@@ -155,7 +168,11 @@ impl EventLoop {
             keypair,
             config,
             commands,
-            store: Store::new(),
+            store,
+            saved_peers: known_peers.iter().map(|(p, _)| *p).collect(),
+            known_peers,
+            peers_dirty: false,
+            next_peer_save: Instant::now(),
             clock: Clock::new(),
             local_key,
             listeners_waiting: listeners.into_iter().collect(),
@@ -227,6 +244,9 @@ impl EventLoop {
     }
 
     fn answer_listen_waiters(&mut self) {
+        if let Err(e) = self.store.save_listen_addrs(&self.listen_addrs) {
+            tracing::warn!("cannot save the listen addresses: {e}");
+        }
         let addrs = self.dialable_listen_addrs();
         for reply in self.listen_waiters.drain(..) {
             let _ = reply.send(Ok(addrs.clone()));
@@ -235,6 +255,7 @@ impl EventLoop {
 
     /// Ends everything in flight with [`Error::Shutdown`].
     fn shutdown(&mut self) {
+        self.save_peers();
         for (_, op) in self.ops.drain() {
             match op {
                 Op::Put(p) => {
@@ -293,6 +314,11 @@ impl EventLoop {
             } else {
                 self.bootstraps_awaiting_identify.push((peer, deadline, reply));
             }
+        }
+        if self.peers_dirty && now >= self.next_peer_save {
+            self.peers_dirty = false;
+            self.next_peer_save = now + PEER_SAVE_INTERVAL;
+            self.save_peers();
         }
         if now >= self.next_rejoin {
             self.next_rejoin = now + REJOIN_INTERVAL;
@@ -357,6 +383,36 @@ impl EventLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes the routing table's peers to the store when the set changed since the last save.
+    fn save_peers(&mut self) {
+        if !self.store.is_persistent() {
+            return;
+        }
+        let mut peers: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                peers
+                    .push((*entry.node.key.preimage(), entry.node.value.iter().cloned().collect()));
+            }
+        }
+        if peers.is_empty() {
+            // Keep the old list: an empty table after a cut says nothing about who exists.
+            return;
+        }
+        let mut ids: Vec<PeerId> = peers.iter().map(|(p, _)| *p).collect();
+        ids.sort();
+        if ids == self.saved_peers {
+            return;
+        }
+        match self.store.save_peers(&peers) {
+            Ok(()) => {
+                self.known_peers = peers;
+                self.saved_peers = ids;
+            }
+            Err(e) => tracing::warn!("cannot save the known peers: {e}"),
         }
     }
 

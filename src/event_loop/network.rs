@@ -107,6 +107,7 @@ impl EventLoop {
         let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else {
             if let kad::Event::RoutingUpdated { peer, .. } = event {
                 tracing::debug!(%peer, "routing table updated");
+                self.peers_dirty = true;
             }
             return;
         };
@@ -322,6 +323,9 @@ impl EventLoop {
                     candidates.push((peer, vec![transport]));
                 }
             }
+            candidates.extend(self.known_peers.iter().cloned());
+        } else {
+            self.save_peers();
         }
         let mut dials = 0;
         for (peer, addrs) in candidates {

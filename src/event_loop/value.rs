@@ -77,10 +77,19 @@ impl EventLoop {
         {
             return Response::Rejected { reason };
         }
-        self.observe(record.version);
-        let (merged, held) = self.store.put_merge(record);
-        tracing::debug!(key = %held.key, version = %held.version, ?merged, "store");
-        Response::Stored { version: held.version }
+        let version = record.version;
+        match self.store.put_merge(record) {
+            Ok((merged, held)) => {
+                tracing::debug!(key = %held.key, version = %held.version, ?merged, "store");
+                let held = held.version;
+                self.observe(version);
+                Response::Stored { version: held }
+            }
+            Err(e) => {
+                tracing::warn!("store write failed: {e}");
+                Response::Rejected { reason: e.to_string() }
+            }
+        }
     }
 
     /// Feeds a version seen from a peer to the clock, clamped to half the skew replicas accept,

@@ -1,0 +1,260 @@
+//! One peer of either system behind one interface, so the workload code is the same for both.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::kad_node::{KadParams, KadPeer};
+
+/// Which system a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// peerkv's value protocol.
+    Peerkv,
+    /// libp2p-kad's own records (the baseline).
+    Kad,
+}
+
+impl System {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Peerkv => "peerkv",
+            System::Kad => "kad",
+        }
+    }
+}
+
+/// How a put went.
+#[derive(Debug, Clone, Default)]
+pub struct PutOut {
+    /// Requests the origin sent, where the system reports it.
+    pub requests: Option<u32>,
+    /// Replicas asked, where the system reports it.
+    pub replicas: Option<usize>,
+}
+
+/// How a get went.
+#[derive(Debug, Clone, Default)]
+pub struct GetOut {
+    /// The value found, if any.
+    pub value: Option<Vec<u8>>,
+    /// Requests the origin sent before the answer, where the system reports it.
+    pub requests: Option<u32>,
+    /// Replicas asked, where the system reports it.
+    pub replicas: Option<usize>,
+    /// Answered from the local store.
+    pub local: bool,
+}
+
+/// How a lookup went.
+#[derive(Debug, Clone, Default)]
+pub struct LookupOut {
+    /// Peers it returned.
+    pub peers: usize,
+    /// Requests it sent, where the system reports it.
+    pub requests: Option<u32>,
+}
+
+/// A peer's view of the overlay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overlay {
+    /// Routing-table entries.
+    pub routing_table: usize,
+    /// Peers with an open connection.
+    pub connected: usize,
+}
+
+/// Settings shared by both systems.
+#[derive(Debug, Clone)]
+pub struct PeerParams {
+    /// peerkv's replication factor R.
+    pub replication: usize,
+    /// libp2p-kad's replication factor.
+    pub kad_replication: NonZeroUsize,
+    /// Deadline of one operation.
+    pub op_timeout: Duration,
+    /// Idle-connection timeout.
+    pub idle_timeout: Duration,
+    /// Value size, bytes.
+    pub value_size: usize,
+    /// Keys in the run (sizes libp2p-kad's record store).
+    pub keys: usize,
+}
+
+/// A running peer of either system.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// A peerkv node, driven only through the library's public API.
+    Peerkv(peerkv::Node),
+    /// A baseline libp2p-kad peer.
+    Kad(KadPeer),
+}
+
+fn err(e: peerkv::Error) -> String {
+    e.to_string()
+}
+
+impl Peer {
+    /// Starts a peer of `system` on 127.0.0.1 (mDNS off); returns it and its dialable address.
+    ///
+    /// # Errors
+    /// When the peer cannot start.
+    pub async fn spawn(system: System, p: &PeerParams) -> Result<(Peer, Multiaddr), String> {
+        match system {
+            System::Peerkv => {
+                // Quorums stay at peerkv's default: a majority of the replicas (W = Q).
+                let config = peerkv::Config {
+                    replication: p.replication,
+                    timeout: p.op_timeout,
+                    idle_connection_timeout: p.idle_timeout,
+                    max_value_size: p.value_size.max(peerkv::config::DEFAULT_MAX_VALUE_SIZE),
+                    ..peerkv::Config::local()
+                };
+                let node = peerkv::Node::spawn(config).await.map_err(err)?;
+                let addr = node
+                    .listen_addrs()
+                    .await
+                    .map_err(err)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "peerkv node has no listen address".to_owned())?;
+                Ok((Peer::Peerkv(node), addr))
+            }
+            System::Kad => {
+                let params = KadParams {
+                    replication: p.kad_replication,
+                    op_timeout: p.op_timeout,
+                    idle_timeout: p.idle_timeout,
+                    value_size: p.value_size,
+                    max_records: p.keys + 1024,
+                };
+                let peer = KadPeer::spawn(&params).await?;
+                let addr = peer.addr();
+                Ok((Peer::Kad(peer), addr))
+            }
+        }
+    }
+
+    /// The peer id.
+    pub fn peer_id(&self) -> PeerId {
+        match self {
+            Peer::Peerkv(n) => n.peer_id(),
+            Peer::Kad(k) => k.peer_id(),
+        }
+    }
+
+    /// Joins the overlay through `addr`.
+    pub async fn bootstrap(&self, addr: Multiaddr) -> Result<(), String> {
+        match self {
+            Peer::Peerkv(n) => n.bootstrap(addr).await.map(|_| ()).map_err(err),
+            Peer::Kad(k) => k.bootstrap(addr).await,
+        }
+    }
+
+    /// Stores `value` under `key`; `quorum` acknowledgements needed (peerkv has it in its
+    /// config).
+    pub async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        quorum: NonZeroUsize,
+    ) -> Result<PutOut, String> {
+        match self {
+            Peer::Peerkv(n) => {
+                let report = n.put(key, value.to_vec()).await.map_err(err)?;
+                Ok(PutOut { requests: None, replicas: Some(report.replicas) })
+            }
+            Peer::Kad(k) => k.put(key, value, quorum).await,
+        }
+    }
+
+    /// Reads `key`.
+    pub async fn get(&self, key: &str) -> Result<GetOut, String> {
+        match self {
+            Peer::Peerkv(n) => {
+                let report = n.get(key).await.map_err(err)?;
+                Ok(GetOut {
+                    value: report.value().map(<[u8]>::to_vec),
+                    requests: None,
+                    replicas: Some(report.replicas),
+                    local: false,
+                })
+            }
+            Peer::Kad(k) => k.get(key).await,
+        }
+    }
+
+    /// Looks up the peers closest to `key`.
+    pub async fn lookup(&self, key: &str) -> Result<LookupOut, String> {
+        match self {
+            Peer::Peerkv(n) => {
+                let report = n.closest(key).await.map_err(err)?;
+                Ok(LookupOut { peers: report.peers.len(), requests: None })
+            }
+            Peer::Kad(k) => k.lookup(key).await,
+        }
+    }
+
+    /// Whether this peer's own store holds `key`.
+    pub async fn holds(&self, key: &str) -> Result<bool, String> {
+        match self {
+            Peer::Peerkv(n) => Ok(n.keys().await.map_err(err)?.iter().any(|e| e.key == key)),
+            Peer::Kad(k) => k.holds(key).await,
+        }
+    }
+
+    /// Removes this peer's own copy of `key` when the system allows it (libp2p-kad); `None`
+    /// when it does not (peerkv has no local-only delete in its public API).
+    pub async fn evict(&self, key: &str) -> Option<Result<bool, String>> {
+        match self {
+            Peer::Peerkv(_) => None,
+            Peer::Kad(k) => Some(k.evict(key).await),
+        }
+    }
+
+    /// Routing-table size and connections.
+    pub async fn overlay(&self) -> Result<Overlay, String> {
+        match self {
+            Peer::Peerkv(n) => {
+                let info = n.info().await.map_err(err)?;
+                Ok(Overlay { routing_table: info.routing_table, connected: info.connected_peers })
+            }
+            Peer::Kad(k) => k.overlay().await,
+        }
+    }
+
+    /// Stops the peer.
+    pub async fn shutdown(&self) {
+        match self {
+            Peer::Peerkv(n) => {
+                let _ = n.shutdown().await;
+            }
+            Peer::Kad(k) => k.shutdown().await,
+        }
+    }
+}
+
+/// The peers (by index into `ids`) that hold `key` by design: peerkv's R closest by its
+/// placement ranking, libp2p-kad's replication-factor closest by Kademlia distance.
+pub fn designated_holders(system: System, key: &str, ids: &[PeerId], p: &PeerParams) -> Vec<usize> {
+    let index = |id: &PeerId| ids.iter().position(|x| x == id);
+    match system {
+        System::Peerkv => peerkv::placement::rank(key, ids.iter().copied())
+            .iter()
+            .take(p.replication)
+            .filter_map(index)
+            .collect(),
+        System::Kad => {
+            let target = libp2p::kad::KBucketKey::new(libp2p::kad::RecordKey::new(&key));
+            let mut by_distance: Vec<(libp2p::kad::KBucketDistance, usize)> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (target.distance(&libp2p::kad::KBucketKey::from(*id)), i))
+                .collect();
+            by_distance.sort();
+            by_distance.into_iter().take(p.kad_replication.get()).map(|(_, i)| i).collect()
+        }
+    }
+}
