@@ -191,9 +191,10 @@ def main():
             node.bootstrap("127.0.0.1", str(ports[tree.randrange(len(nodes))]))
         nodes.append(node)
         ports.append(node.getBound().getPort())
-        print(f"\ropendht: starting nodes {i + 1}/{n_nodes}", end="", file=sys.stderr)
+        if (i + 1) % 50 == 0 or i + 1 == n_nodes:
+            print(f"opendht: {i + 1}/{n_nodes} nodes started", file=sys.stderr)
     startup_s = time.perf_counter() - t0
-    print(f"\nopendht: {n_nodes} nodes started in {startup_s:.1f} s", file=sys.stderr)
+    print(f"opendht: {n_nodes} nodes started in {startup_s:.1f} s", file=sys.stderr)
 
     # Settle: routing tables unchanged for SETTLE_STREAK polls in a row.
     t0 = time.perf_counter()
@@ -341,7 +342,7 @@ def main():
     print(f"| put success | {f(100 * (put['success_rate'] or 0), 1)} % |")
     print(f"| get (no local copy) median / p95 / p99 / max, ms | {f(gl['median_ms'])} / {f(gl['p95_ms'])} / {f(gl['p99_ms'])} / {f(gl['max_ms'])} |")
     print(f"| get success | {f(100 * (get['success_rate'] or 0), 1)} % |")
-    print(f"| get from a holder median / p99, ms | {f(hl['median_ms'])} / {f(hl['p99_ms'])} ({held['local_hits']} local) |")
+    print(f"| get from a holder (its own store answers first) median / p99, ms | {f(hl['median_ms'])} / {f(hl['p99_ms'])} |")
     print(f"| messages per get / put (all nodes' counters) | {f(get['messages_per_op'], 1)} / {f(put['messages_per_op'], 1)} |")
     print(f"| wire packets per get / put | {f(get['wire_packets_per_op'], 0)} / {f(put['wire_packets_per_op'], 0)} |")
     print(f"| concurrent gets per s | {f(conc['ops_per_s'], 0)} |")
@@ -357,10 +358,11 @@ def main():
         with open(args.out, "w") as fh:
             json.dump(result, fh, indent=1)
         print(f"\nopendht: wrote {args.out}", file=sys.stderr)
-    for node in nodes:
-        node.shutdown()
-    for node in nodes:
-        node.join()
+    # Shutting down many DhtRunners one by one can hang for minutes (seen at N = 100); the
+    # nodes hold nothing worth a clean stop, so the process ends with them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,14 @@ pub struct Cli {
     #[arg(long)]
     pub ephemeral: bool,
 
+    /// Seconds between replica upkeep rounds (every record re-offered to its closest peers).
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_UPKEEP_INTERVAL.as_secs_f64())]
+    pub upkeep_interval: f64,
+
+    /// Seconds a tombstone (a delete) is kept before it is removed everywhere.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TOMBSTONE_TTL.as_secs_f64())]
+    pub tombstone_ttl: f64,
+
     /// Seconds between mDNS queries on the LAN (at least 1).
     #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
     pub mdns_interval: f64,
@@ -115,6 +123,8 @@ impl Cli {
             idle_connection_timeout: seconds("idle-timeout", self.idle_timeout)?,
             mdns_query_interval: seconds("mdns-interval", self.mdns_interval)?,
             max_records: self.max_records,
+            upkeep_interval: seconds("upkeep-interval", self.upkeep_interval)?,
+            tombstone_ttl: seconds("tombstone-ttl", self.tombstone_ttl)?,
             max_store_bytes: self.max_store_bytes,
             keypair: None,
             data_dir: if self.ephemeral {

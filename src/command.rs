@@ -16,7 +16,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// One operation for the event loop, carrying its own reply channel.
 pub(crate) enum Command {
-    Put { key: String, value: Option<Vec<u8>>, reply: Reply<PutReport> },
+    Put { key: String, value: Option<Vec<u8>>, ttl: Option<Duration>, reply: Reply<PutReport> },
     Get { key: String, reply: Reply<GetReport> },
     Peers { reply: Reply<Vec<PeerSummary>> },
     Routes { reply: Reply<Vec<RouteEntry>> },
@@ -25,6 +25,8 @@ pub(crate) enum Command {
     Dial { addr: Multiaddr, reply: Reply<PeerId> },
     Info { reply: Reply<NodeInfo> },
     Keys { reply: Reply<Vec<KeyEntry>> },
+    Stats { reply: Reply<Stats> },
+    Upkeep { reply: Reply<UpkeepReport> },
     Request { peer: PeerId, request: Request, reply: Reply<Response> },
     WaitListening { reply: Reply<Vec<Multiaddr>> },
     Shutdown { reply: Reply<()> },
@@ -171,4 +173,51 @@ pub struct KeyEntry {
     pub size: usize,
     /// Whether it is a tombstone.
     pub deleted: bool,
+    /// Whether this peer is among the key's R closest (by its routing table): a replica of
+    /// record, not just a holder of a copy.
+    pub replica: bool,
+    /// When it expires (ms since the Unix epoch), if ever.
+    pub expires_at: Option<u64>,
+}
+
+/// Counters of this peer's store and upkeep, for `stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Records held (tombstones included).
+    pub records: usize,
+    /// Tombstones among them.
+    pub tombstones: usize,
+    /// Key and value bytes held.
+    pub bytes: usize,
+    /// Upkeep rounds run.
+    pub upkeep_rounds: u64,
+    /// Digest messages sent.
+    pub digests_sent: u64,
+    /// `(key, version)` entries in them.
+    pub digest_entries_sent: u64,
+    /// Encoded bytes of the digests sent.
+    pub digest_bytes_sent: u64,
+    /// Digest messages received.
+    pub digests_received: u64,
+    /// Records sent because a replica lacked them (hand-off, restoring R copies).
+    pub records_pushed: u64,
+    /// Encoded bytes of those records.
+    pub push_bytes_sent: u64,
+    /// Records removed because they expired or were old tombstones.
+    pub records_removed: u64,
+    /// How long the last round took to plan and send, in ms.
+    pub last_round_ms: f64,
+}
+
+/// What one upkeep round sent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpkeepReport {
+    /// Digest messages sent.
+    pub digests: u64,
+    /// Entries in them.
+    pub entries: u64,
+    /// Encoded bytes of the digests.
+    pub digest_bytes: u64,
+    /// Records removed (expired, old tombstones).
+    pub removed: u64,
 }

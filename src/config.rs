@@ -21,6 +21,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// overlay stays connected and pings notice a peer that is gone.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Longest time to live a put may carry.
+pub const MAX_TTL: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Default interval of replica upkeep rounds.
+pub const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Default lifetime of a tombstone.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Default most records held.
 pub const DEFAULT_MAX_RECORDS: usize = 1_000_000;
 /// Default most bytes held: 1 GiB.
@@ -65,6 +73,12 @@ pub struct Config {
     pub max_records: usize,
     /// Most key and value bytes this peer holds. Default: 1 GiB.
     pub max_store_bytes: usize,
+    /// How often every record is re-offered to its current closest peers (digests first).
+    /// Default: 60 s. A round also runs 2 s after the routing table changes.
+    pub upkeep_interval: Duration,
+    /// How long a tombstone (a delete) is kept before it is removed. Default: 24 h. A replica
+    /// that was away longer than this could bring a deleted value back.
+    pub tombstone_ttl: Duration,
     /// How often mDNS asks the LAN who is there. Default: 20 s (libp2p-mdns alone would wait
     /// 5 minutes after its first answer, and peers started together can miss each other).
     pub mdns_query_interval: Duration,
@@ -91,6 +105,8 @@ impl std::fmt::Debug for Config {
             .field("idle_connection_timeout", &self.idle_connection_timeout)
             .field("mdns_query_interval", &self.mdns_query_interval)
             .field("max_records", &self.max_records)
+            .field("upkeep_interval", &self.upkeep_interval)
+            .field("tombstone_ttl", &self.tombstone_ttl)
             .field("max_store_bytes", &self.max_store_bytes)
             .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
             .field("data_dir", &self.data_dir)
@@ -113,6 +129,8 @@ impl Default for Config {
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             mdns_query_interval: DEFAULT_MDNS_QUERY_INTERVAL,
             max_records: DEFAULT_MAX_RECORDS,
+            upkeep_interval: DEFAULT_UPKEEP_INTERVAL,
+            tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
             keypair: None,
             data_dir: None,
@@ -176,6 +194,16 @@ impl Config {
                 "--timeout must be above 0 and at most {} s",
                 MAX_TIMEOUT.as_secs()
             ));
+        }
+        if self.upkeep_interval < Duration::from_millis(100) || self.upkeep_interval > MAX_INTERVAL
+        {
+            return bad(format!(
+                "--upkeep-interval must be between 0.1 and {} s",
+                MAX_INTERVAL.as_secs()
+            ));
+        }
+        if self.tombstone_ttl > Duration::from_secs(3650 * 86_400) {
+            return bad("--tombstone-ttl must be at most ten years".into());
         }
         if self.idle_connection_timeout > MAX_INTERVAL {
             return bad(format!("--idle-timeout must be at most {} s", MAX_INTERVAL.as_secs()));

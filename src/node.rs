@@ -149,9 +149,46 @@ impl Node {
         key: impl Into<String>,
         value: impl Into<Vec<u8>>,
     ) -> Result<PutReport> {
+        self.put_with_ttl(key, value, None).await
+    }
+
+    /// As [`Node::put`], with a time to live: after `ttl` the record expires on every replica
+    /// (it is no longer served and upkeep removes it). `None` lives until deleted.
+    ///
+    /// # Errors
+    /// As [`Node::put`].
+    pub async fn put_with_ttl(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<PutReport> {
         let (key, value) = (key.into(), value.into());
         self.check_put(&key, Some(&value))?;
-        self.call(|reply| Command::Put { key, value: Some(value), reply }).await
+        if ttl.is_some_and(|t| t.is_zero() || t > crate::config::MAX_TTL) {
+            return Err(Error::Config(format!(
+                "--ttl must be above 0 and at most {} days",
+                crate::config::MAX_TTL.as_secs() / 86_400
+            )));
+        }
+        self.call(|reply| Command::Put { key, value: Some(value), ttl, reply }).await
+    }
+
+    /// This peer's store and upkeep counters.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn stats(&self) -> Result<crate::command::Stats> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// Runs one replica upkeep round now (they also run by themselves every
+    /// `upkeep_interval`) and says what it sent.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the node has stopped.
+    pub async fn upkeep(&self) -> Result<crate::command::UpkeepReport> {
+        self.call(|reply| Command::Upkeep { reply }).await
     }
 
     /// Deletes `key`: a put of a tombstone, acknowledged like a put.
@@ -161,7 +198,7 @@ impl Node {
     pub async fn delete(&self, key: impl Into<String>) -> Result<PutReport> {
         let key = key.into();
         self.check_put(&key, None)?;
-        self.call(|reply| Command::Put { key, value: None, reply }).await
+        self.call(|reply| Command::Put { key, value: None, ttl: None, reply }).await
     }
 
     /// Reads `key` from the closest replicas; answers once Q of them replied, with the newest

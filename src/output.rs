@@ -33,6 +33,8 @@ pub enum Outcome {
     Info(NodeInfo),
     /// `keys`.
     Keys(Vec<KeyEntry>),
+    /// `stats`.
+    Stats(crate::command::Stats),
     /// `help`.
     Help,
     /// `quit`.
@@ -163,10 +165,27 @@ fn render_human(result: &Result<Outcome, String>) -> String {
             .map(|k| {
                 let state =
                     if k.deleted { "deleted".to_owned() } else { format!("{} bytes", k.size) };
-                format!("{}  version {}  {state}", for_terminal(&k.key), k.version)
+                let role = if k.replica { "replica" } else { "extra copy" };
+                let expiry = k.expires_at.map_or(String::new(), |e| format!("  expires at {e} ms"));
+                format!("{}  version {}  {state}  {role}{expiry}", for_terminal(&k.key), k.version)
             })
             .collect::<Vec<_>>()
             .join("\n"),
+        Outcome::Stats(st) => format!(
+            "{} records ({} tombstones, {} bytes); upkeep: {} rounds, {} digests sent ({} entries, {} bytes), {} received; {} records handed on ({} bytes); {} removed (expired or old tombstones); last round {:.1} ms",
+            st.records,
+            st.tombstones,
+            st.bytes,
+            st.upkeep_rounds,
+            st.digests_sent,
+            st.digest_entries_sent,
+            st.digest_bytes_sent,
+            st.digests_received,
+            st.records_pushed,
+            st.push_bytes_sent,
+            st.records_removed,
+            st.last_round_ms
+        ),
         Outcome::Help => HELP.trim_end().to_owned(),
         Outcome::Quit => "bye".into(),
         Outcome::Started { peer_id, listen_addrs } => {
@@ -281,8 +300,11 @@ fn render_json(op: &str, result: &Result<Outcome, String>) -> Value {
                 "writer": k.writer.map(|w| w.to_string()),
                 "size": k.size,
                 "deleted": k.deleted,
+                "replica": k.replica,
+                "expires_at": k.expires_at,
             })).collect::<Vec<_>>(),
         }),
+        Outcome::Stats(st) => serde_json::to_value(st).unwrap_or_default(),
         Outcome::Help => json!({"commands": crate::repl::COMMANDS}),
         Outcome::Quit => json!({}),
         Outcome::Started { peer_id, listen_addrs } => json!({

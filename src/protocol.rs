@@ -37,6 +37,17 @@ pub enum Request {
         /// The key.
         key: String,
     },
+    /// Replica upkeep: the keys and versions I hold that you should hold too; answer with the
+    /// ones you lack or hold older.
+    Digest {
+        /// `(key, version)` pairs.
+        entries: Vec<(String, Hlc)>,
+    },
+    /// Replica upkeep: merge each of these records (each is checked like a single Store).
+    StoreMany {
+        /// The signed records.
+        records: Vec<Record>,
+    },
     /// Not a wire message: what the codec hands the event loop for a request it could not
     /// read, so that the sender still gets a [`Response::Rejected`].
     #[serde(skip)]
@@ -59,6 +70,18 @@ pub enum Response {
     Found {
         /// The record, or `None` when the replica holds nothing for the key.
         record: Option<Record>,
+    },
+    /// The keys of a [`Request::Digest`] this replica lacks or holds older.
+    Missing {
+        /// Those keys.
+        keys: Vec<String>,
+    },
+    /// How a [`Request::StoreMany`] went.
+    StoredMany {
+        /// Records merged.
+        stored: u32,
+        /// `(key, reason)` of the records refused.
+        rejected: Vec<(String, String)>,
     },
     /// The request was refused and changed nothing.
     Rejected {
@@ -221,6 +244,8 @@ mod tests {
             Request::Store { record: sample_record(Some(b"v".to_vec())) },
             Request::Store { record: sample_record(None) },
             Request::Fetch { key: "k".into() },
+            Request::Digest { entries: vec![("k".into(), Hlc::new(3, 4))] },
+            Request::StoreMany { records: vec![sample_record(None)] },
         ] {
             let mut out = Vec::new();
             block_on(codec.write_request(&KV_PROTOCOL, &mut out, req.clone())).unwrap();
@@ -231,6 +256,11 @@ mod tests {
             Response::Found { record: Some(sample_record(Some(vec![0xff, 0]))) },
             Response::Found { record: None },
             Response::Rejected { reason: "no".into() },
+            Response::Missing { keys: vec!["a".into()] },
+            Response::StoredMany {
+                stored: 2,
+                rejected: vec![("b".into(), "bad signature".into())],
+            },
         ] {
             let mut out = Vec::new();
             block_on(codec.write_response(&KV_PROTOCOL, &mut out, res.clone())).unwrap();

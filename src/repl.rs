@@ -3,6 +3,7 @@
 //! prompt when it is a pipe — executes each on a [`Node`] and prints one result per command.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use libp2p::Multiaddr;
 use tokio::io::AsyncBufReadExt;
@@ -23,6 +24,7 @@ pub const COMMANDS: &[&str] = &[
     "dial",
     "info",
     "keys",
+    "stats",
     "help",
     "quit",
     "exit",
@@ -30,7 +32,9 @@ pub const COMMANDS: &[&str] = &[
 
 /// What `help` prints.
 pub const HELP: &str = "\
-put KEY VALUE        store VALUE (the rest of the line; quote it to keep spaces at the ends) under KEY
+put KEY VALUE [--ttl DURATION]
+                     store VALUE (the rest of the line; quote it to keep spaces at the ends) under
+                     KEY; with --ttl (30s, 10m, 2h, 7d) it expires everywhere after that long
 get KEY              read KEY from its closest replicas
 del KEY              delete KEY (stores a tombstone)
 peers                peers known: connected or in the routing table
@@ -39,7 +43,8 @@ closest KEY          the peers closest to KEY, and which would hold it
 bootstrap MULTIADDR  join the overlay through MULTIADDR/p2p/PEERID
 dial MULTIADDR       connect to an address
 info                 peer id, listen addresses, counts
-keys                 records held on this peer
+keys                 records held on this peer (version, size, replica of record or extra copy)
+stats                store counts and bytes, replica upkeep activity
 help                 this text
 quit | exit          stop this peer (so does end of input)
 ";
@@ -53,6 +58,8 @@ pub enum ReplCommand {
         key: String,
         /// The value.
         value: String,
+        /// `--ttl DURATION` at the end of the line.
+        ttl: Option<Duration>,
     },
     /// `get KEY`.
     Get {
@@ -87,6 +94,8 @@ pub enum ReplCommand {
     Info,
     /// `keys`.
     Keys,
+    /// `stats`.
+    Stats,
     /// `help`.
     Help,
     /// `quit` or `exit`.
@@ -107,6 +116,7 @@ impl ReplCommand {
             Self::Dial { .. } => "dial",
             Self::Info => "info",
             Self::Keys => "keys",
+            Self::Stats => "stats",
             Self::Help => "help",
             Self::Quit => "quit",
         }
@@ -158,6 +168,40 @@ fn next_word(s: &str) -> Result<Option<(String, &str)>, String> {
     Ok(Some((s[..end].to_owned(), &s[end..])))
 }
 
+/// Splits a trailing `--ttl DURATION` off a put's value.
+fn split_ttl(value: &str) -> Result<(&str, Option<Duration>), String> {
+    let Some((head, last)) = value.rsplit_once(char::is_whitespace) else {
+        return Ok((value, None));
+    };
+    let Some(head) = head.trim_end().strip_suffix("--ttl") else {
+        return Ok((value, None));
+    };
+    if !(head.is_empty() || head.ends_with(char::is_whitespace)) {
+        return Ok((value, None));
+    }
+    Ok((head.trim_end(), Some(parse_duration(last)?)))
+}
+
+/// `30s`, `10m`, `2h`, `7d`, `500ms`, or plain seconds.
+///
+/// # Errors
+/// A message with the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration {text:?}: use 30s, 10m, 2h, 7d or 500ms");
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 fn one_arg(rest: &str, usage: &str) -> Result<String, String> {
     match next_word(rest)? {
         Some((word, tail)) if tail.trim().is_empty() && !word.is_empty() => Ok(word),
@@ -193,9 +237,9 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
             let Some((key, value)) = next_word(rest)? else {
                 return Err("usage: put KEY VALUE".into());
             };
-            let value = value.trim();
+            let (value, ttl) = split_ttl(value.trim())?;
             if key.is_empty() || value.is_empty() {
-                return Err("usage: put KEY VALUE".into());
+                return Err("usage: put KEY VALUE [--ttl DURATION]".into());
             }
             // A value that is one quoted string is unquoted; anything else is taken as typed.
             let value = if value.starts_with(['"', '\'']) {
@@ -206,7 +250,7 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
             } else {
                 value.to_owned()
             };
-            Ok(Some(ReplCommand::Put { key, value }))
+            Ok(Some(ReplCommand::Put { key, value, ttl }))
         }
         "get" => Ok(Some(ReplCommand::Get { key: one_arg(rest, "get KEY")? })),
         "del" | "delete" | "rm" => Ok(Some(ReplCommand::Del { key: one_arg(rest, "del KEY")? })),
@@ -219,6 +263,7 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
         "routes" => no_args(ReplCommand::Routes),
         "info" => no_args(ReplCommand::Info),
         "keys" => no_args(ReplCommand::Keys),
+        "stats" => no_args(ReplCommand::Stats),
         "help" | "?" => Ok(Some(ReplCommand::Help)),
         "quit" | "exit" => no_args(ReplCommand::Quit),
         _ => Err(format!("unknown command {word:?}: type help for the list")),
@@ -229,7 +274,9 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
 pub async fn execute(node: &Node, command: ReplCommand) -> Result<Outcome, String> {
     let s = |e: crate::Error| e.to_string();
     match command {
-        ReplCommand::Put { key, value } => node.put(key, value).await.map(Outcome::Put).map_err(s),
+        ReplCommand::Put { key, value, ttl } => {
+            node.put_with_ttl(key, value, ttl).await.map(Outcome::Put).map_err(s)
+        }
         ReplCommand::Get { key } => node.get(key).await.map(Outcome::Get).map_err(s),
         ReplCommand::Del { key } => node.delete(key).await.map(Outcome::Del).map_err(s),
         ReplCommand::Peers => node.peers().await.map(Outcome::Peers).map_err(s),
@@ -241,6 +288,7 @@ pub async fn execute(node: &Node, command: ReplCommand) -> Result<Outcome, Strin
         ReplCommand::Dial { addr } => node.dial(addr).await.map(Outcome::Dial).map_err(s),
         ReplCommand::Info => node.info().await.map(Outcome::Info).map_err(s),
         ReplCommand::Keys => node.keys().await.map(Outcome::Keys).map_err(s),
+        ReplCommand::Stats => node.stats().await.map(Outcome::Stats).map_err(s),
         ReplCommand::Help => Ok(Outcome::Help),
         ReplCommand::Quit => Ok(Outcome::Quit),
     }
@@ -389,7 +437,11 @@ mod tests {
     fn put_takes_the_rest_of_the_line() {
         assert_eq!(
             parse("put greeting hello there  world "),
-            ReplCommand::Put { key: "greeting".into(), value: "hello there  world".into() }
+            ReplCommand::Put {
+                key: "greeting".into(),
+                value: "hello there  world".into(),
+                ttl: None
+            }
         );
     }
 
@@ -397,17 +449,20 @@ mod tests {
     fn quotes_keep_spaces_and_escapes() {
         assert_eq!(
             parse(r#"put "my key" "  padded \"x\"\n""#),
-            ReplCommand::Put { key: "my key".into(), value: "  padded \"x\"\n".into() }
+            ReplCommand::Put { key: "my key".into(), value: "  padded \"x\"\n".into(), ttl: None }
         );
-        assert_eq!(parse("put k 'a b'"), ReplCommand::Put { key: "k".into(), value: "a b".into() });
+        assert_eq!(
+            parse("put k 'a b'"),
+            ReplCommand::Put { key: "k".into(), value: "a b".into(), ttl: None }
+        );
         assert_eq!(
             parse(r#"put k "c:\x""#),
-            ReplCommand::Put { key: "k".into(), value: r"c:\x".into() }
+            ReplCommand::Put { key: "k".into(), value: r"c:\x".into(), ttl: None }
         );
         // Quotes inside a longer value are kept as typed.
         assert_eq!(
             parse(r#"put k say "hi" now"#),
-            ReplCommand::Put { key: "k".into(), value: r#"say "hi" now"#.into() }
+            ReplCommand::Put { key: "k".into(), value: r#"say "hi" now"#.into(), ttl: None }
         );
         assert_eq!(parse(r#"get "a b""#), ReplCommand::Get { key: "a b".into() });
     }
@@ -424,6 +479,35 @@ mod tests {
         assert!(parse_line("put \"a\"b c").unwrap_err().contains("space after"));
         assert!(parse_line("dial not-an-addr").unwrap_err().contains("bad multiaddr"));
         assert!(parse_line("peers now").unwrap_err().contains("no arguments"));
+    }
+
+    #[test]
+    fn put_takes_a_trailing_ttl() {
+        assert_eq!(
+            parse("put k some value --ttl 10m"),
+            ReplCommand::Put {
+                key: "k".into(),
+                value: "some value".into(),
+                ttl: Some(Duration::from_secs(600))
+            }
+        );
+        assert_eq!(
+            parse(r#"put k "a b" --ttl 30s"#),
+            ReplCommand::Put {
+                key: "k".into(),
+                value: "a b".into(),
+                ttl: Some(Duration::from_secs(30))
+            }
+        );
+        assert_eq!(
+            parse("put k a--ttl 5"),
+            ReplCommand::Put { key: "k".into(), value: "a--ttl 5".into(), ttl: None }
+        );
+        assert!(parse_line("put k v --ttl soon").unwrap_err().contains("bad duration"));
+        assert!(parse_line("put k --ttl 5m").unwrap_err().contains("usage"));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]
@@ -444,6 +528,7 @@ mod tests {
             ("routes", ReplCommand::Routes),
             ("info", ReplCommand::Info),
             ("keys", ReplCommand::Keys),
+            ("stats", ReplCommand::Stats),
             ("help", ReplCommand::Help),
             ("quit", ReplCommand::Quit),
             ("exit", ReplCommand::Quit),

@@ -218,6 +218,26 @@ impl Store {
         tx.commit().map_err(write_err)
     }
 
+    /// Removes `key` (expired records, old tombstones); durable before it returns.
+    ///
+    /// # Errors
+    /// [`StoreError::Write`] when it cannot be committed; then nothing changed.
+    pub fn remove(&mut self, key: &str) -> Result<Option<Record>, StoreError> {
+        if !self.records.contains_key(key) {
+            return Ok(None);
+        }
+        if let Some(db) = &self.db {
+            let tx = db.begin_write().map_err(write_err)?;
+            tx.open_table(RECORDS).map_err(write_err)?.remove(key).map_err(write_err)?;
+            tx.commit().map_err(write_err)?;
+        }
+        let removed = self.records.remove(key);
+        if let Some(r) = &removed {
+            self.bytes -= size(r);
+        }
+        Ok(removed)
+    }
+
     /// The record held for `key`.
     pub fn get(&self, key: &str) -> Option<&Record> {
         self.records.get(key)

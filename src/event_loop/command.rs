@@ -25,7 +25,7 @@ pub(crate) fn split_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
 impl EventLoop {
     pub(super) fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Put { key, value, reply } => self.start_put(key, value, reply),
+            Command::Put { key, value, ttl, reply } => self.start_put(key, value, ttl, reply),
             Command::Get { key, reply } => self.start_get(key, reply),
             Command::Peers { reply } => {
                 let peers = self.peer_summaries();
@@ -43,6 +43,7 @@ impl EventLoop {
                 let _ = reply.send(Ok(info));
             }
             Command::Keys { reply } => {
+                let peers = self.placement_peers();
                 let keys = self
                     .store
                     .iter()
@@ -52,9 +53,22 @@ impl EventLoop {
                         writer: r.writer_id().ok(),
                         size: r.value_len(),
                         deleted: r.is_tombstone(),
+                        replica: self.is_replica_of(&r.key, &peers),
+                        expires_at: r.expires_at,
                     })
                     .collect();
                 let _ = reply.send(Ok(keys));
+            }
+            Command::Stats { reply } => {
+                let mut stats = self.stats.clone();
+                stats.records = self.store.len();
+                stats.tombstones = self.store.iter().filter(|r| r.is_tombstone()).count();
+                stats.bytes = self.store.bytes();
+                let _ = reply.send(Ok(stats));
+            }
+            Command::Upkeep { reply } => {
+                let report = self.upkeep_round();
+                let _ = reply.send(Ok(report));
             }
             Command::Request { peer, request, reply } => {
                 if self.is_busy() {
@@ -93,7 +107,13 @@ impl EventLoop {
         }
     }
 
-    fn start_put(&mut self, key: String, value: Option<Vec<u8>>, reply: Reply<crate::PutReport>) {
+    fn start_put(
+        &mut self,
+        key: String,
+        value: Option<Vec<u8>>,
+        ttl: Option<std::time::Duration>,
+        reply: Reply<crate::PutReport>,
+    ) {
         if self.is_busy() {
             let _ = reply.send(Err(Error::Busy(self.pending())));
             return;
@@ -114,7 +134,9 @@ impl EventLoop {
             return;
         }
         let version = self.clock.tick(now_ms());
-        let record = match Record::sign(&self.keypair, key, value, version, None) {
+        let expires_at =
+            ttl.map(|t| now_ms().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
+        let record = match Record::sign(&self.keypair, key, value, version, expires_at) {
             Ok(r) => r,
             Err(e) => {
                 let _ = reply.send(Err(Error::Signing(e.to_string())));

@@ -9,10 +9,12 @@
 //! - `network.rs`: swarm events — Kademlia, identify, mDNS, connections, listeners.
 //! - `value.rs`: the value protocol — serving requests, counting answers, repairs.
 //! - `ops.rs`: operations in flight and their quorum tally.
+//! - `upkeep.rs`: replica upkeep rounds (digests, hand-off), expiry and tombstone removal.
 
 mod command;
 mod network;
 pub(crate) mod ops;
+mod upkeep;
 mod value;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +48,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// redialed.
 const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How soon after the routing table changed an upkeep round runs (hand-off to a closer peer,
+/// restoring R copies after a peer left).
+const UPKEEP_DEBOUNCE: Duration = Duration::from_secs(2);
+
 /// Most often the peers known are written to the data directory.
 const PEER_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -78,6 +84,8 @@ enum Outbound {
     Op(OpId),
     /// A read repair or hand-off: nobody waits for it.
     Repair { key: String },
+    /// An upkeep digest: its answer says which records to push.
+    Digest,
     /// A raw request from [`Node::send_request`](crate::Node::send_request).
     Raw(Reply<Response>),
 }
@@ -112,6 +120,10 @@ pub(crate) struct EventLoop {
     saved_peers: Vec<PeerId>,
     /// The routing table changed since the peers were last saved.
     peers_dirty: bool,
+    /// When the next upkeep round is due.
+    next_upkeep: Instant,
+    /// Store and upkeep counters for `stats`.
+    stats: crate::command::Stats,
     /// Earliest time of the next save of the peers.
     next_peer_save: Instant,
     /// Versions for our writes.
@@ -163,6 +175,7 @@ impl EventLoop {
         known_peers: Vec<(PeerId, Vec<Multiaddr>)>,
     ) -> Self {
         let local_key = KBucketKey::from(*swarm.local_peer_id());
+        let upkeep_interval = config.upkeep_interval;
         Self {
             swarm,
             keypair,
@@ -172,6 +185,8 @@ impl EventLoop {
             saved_peers: known_peers.iter().map(|(p, _)| *p).collect(),
             known_peers,
             peers_dirty: false,
+            next_upkeep: Instant::now() + upkeep_interval,
+            stats: crate::command::Stats::default(),
             next_peer_save: Instant::now(),
             clock: Clock::new(),
             local_key,
@@ -320,6 +335,10 @@ impl EventLoop {
             self.next_peer_save = now + PEER_SAVE_INTERVAL;
             self.save_peers();
         }
+        if now >= self.next_upkeep {
+            self.next_upkeep = now + self.config.upkeep_interval;
+            self.upkeep_round();
+        }
         if now >= self.next_rejoin {
             self.next_rejoin = now + REJOIN_INTERVAL;
             self.rejoin();
@@ -459,5 +478,15 @@ impl EventLoop {
             .collect();
         out.sort_by_key(|p| p.peer_id.to_base58());
         out
+    }
+}
+
+impl EventLoop {
+    /// The membership changed: run an upkeep round soon (debounced).
+    pub(super) fn upkeep_soon(&mut self) {
+        let soon = Instant::now() + UPKEEP_DEBOUNCE;
+        if soon < self.next_upkeep {
+            self.next_upkeep = soon;
+        }
     }
 }

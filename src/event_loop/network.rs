@@ -78,6 +78,7 @@ impl EventLoop {
                         // rejoin timer, or when it connects to us).
                         if self.swarm.behaviour_mut().kad.remove_peer(&peer).is_some() {
                             tracing::info!(%peer, "unreachable: dropped from the routing table");
+                            self.upkeep_soon();
                         }
                     }
                 }
@@ -108,6 +109,8 @@ impl EventLoop {
             if let kad::Event::RoutingUpdated { peer, .. } = event {
                 tracing::debug!(%peer, "routing table updated");
                 self.peers_dirty = true;
+                // A new peer may be closer to some keys than their replicas: hand them on.
+                self.upkeep_soon();
             }
             return;
         };
@@ -132,9 +135,11 @@ impl EventLoop {
                 }
             }
             QueryResult::Bootstrap(result) => {
-                if !step.last {
-                    return;
-                }
+                // The first step is the lookup of our own id: after it the routing table holds
+                // our neighbourhood and puts and gets work. The bucket refreshes that follow
+                // (one lookup per bucket) go on in the background instead of holding up the
+                // caller for seconds.
+                let _ = step;
                 if let Err(e) = &result {
                     tracing::debug!("bootstrap query: {e}");
                 }
@@ -240,6 +245,8 @@ impl EventLoop {
                 tracing::info!(peer = %event.peer, "ping failed ({e}): dropping the peer");
                 self.swarm.close_connection(event.connection);
                 self.swarm.behaviour_mut().kad.remove_peer(&event.peer);
+                // Its keys are one replica short: restore R copies.
+                self.upkeep_soon();
             }
         }
     }

@@ -62,13 +62,15 @@ impl EventLoop {
                     record: self.store.get(&key).filter(|r| !r.is_expired(now)).cloned(),
                 }
             }
+            Request::Digest { entries } => self.answer_digest(entries),
+            Request::StoreMany { records } => self.answer_store_many(records),
             Request::Malformed { reason } => Response::Rejected { reason },
         }
     }
 
     /// Verifies and merges a record: signature, ownership, size, expiry, clock skew, and room
     /// in the store for a new key.
-    fn accept(&mut self, record: Record) -> Response {
+    pub(super) fn accept(&mut self, record: Record) -> Response {
         if let Err(e) = record.check(self.config.max_value_size, now_ms()) {
             return Response::Rejected { reason: e.to_string() };
         }
@@ -185,6 +187,11 @@ impl EventLoop {
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, ?response, "repair answered");
             }
+            Some(Outbound::Digest) => match response {
+                Response::Missing { keys } if !keys.is_empty() => self.push_missing(peer, keys),
+                Response::Missing { .. } => {}
+                other => tracing::debug!(%peer, ?other, "unexpected answer to a digest"),
+            },
             Some(Outbound::Op(op)) => self.on_op_answer(op, peer, response),
         }
     }
@@ -247,6 +254,7 @@ impl EventLoop {
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, "repair failed: {reason}");
             }
+            Some(Outbound::Digest) => tracing::debug!(%peer, "digest failed: {reason}"),
             Some(Outbound::Op(op)) => self.op_request_failed(op, peer, reason),
         }
     }
@@ -300,7 +308,11 @@ impl EventLoop {
             }
             Op::Get(get) => {
                 let Some(tally) = &get.tally else { return };
-                if get.reply.is_some() && tally.met() {
+                // "Not found" from the first Q replicas is not enough while other replicas can
+                // still answer: right after the membership changed, the nearest peers may be
+                // newcomers the record has not been handed to yet.
+                let found = get.replies.iter().any(|(_, r)| r.is_some());
+                if get.reply.is_some() && tally.met() && (found || tally.in_flight == 0) {
                     let report = get.report(tally);
                     tracing::debug!(op, replies = report.replies, elapsed = ?report.elapsed, "get: quorum met");
                     if let Some(reply) = get.reply.take() {

@@ -21,7 +21,7 @@ use crate::report::{Latency, Memory, Phase, Settle, Startup, SystemResult};
 use crate::sys::{self, Wire};
 
 /// Most peers started (and bootstrapped) at once.
-const WAVE_MAX: usize = 16;
+const WAVE_MAX: usize = 50;
 /// Bootstrap attempts per peer, each through another earlier peer.
 const BOOTSTRAP_TRIES: usize = 3;
 /// How often the overlay is looked at while it settles.
@@ -283,9 +283,9 @@ async fn overlay(peers: &[Peer]) -> (usize, usize, usize, usize) {
     (total, min, connected / 2, ok.len())
 }
 
-/// Waits until the overlay settled: routing-table sizes and open connections unchanged for
+/// Waits until the overlay settled: routing-table sizes unchanged and no new connections for
 /// [`SETTLE_STREAK`] polls in a row (no more lookups opening connections: the bootstraps are
-/// over). Then measures the idle background traffic for [`BACKGROUND_WINDOW`].
+/// over; idle connections closing does not count). Then measures the idle background traffic for [`BACKGROUND_WINDOW`].
 async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     let start = Instant::now();
     let mut last: Option<(usize, usize)> = None;
@@ -296,7 +296,9 @@ async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
         let (total, min, connections, answered) = overlay(peers).await;
         let now = Instant::now();
         let close = |a: usize, b: usize| a.abs_diff(b) <= (b / 200).max(1);
-        let stable = last.is_some_and(|(t, c)| close(total, t) && close(connections, c));
+        // Idle connections closing is no change: only new ones (lookups still running) are.
+        let stable =
+            last.is_some_and(|(t, c)| close(total, t) && connections <= c + (c / 200).max(1));
         if stable {
             streak += 1;
         } else {

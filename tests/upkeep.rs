@@ -1,0 +1,277 @@
+//! Replica upkeep: hand-off and restoring R copies under churn, expiry and tombstone removal,
+//! and the cost of a round in a stable overlay.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{cluster, local, shutdown, wait_for, within, WAIT};
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use peerkv::placement;
+use peerkv::{Config, Hlc, Node, Record, Request, Response};
+
+/// The tests here start up to 20 peers each: one at a time, so they do not starve each other
+/// of the machine's two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until every node has every other node in its routing table.
+async fn full_tables(nodes: &[Node]) {
+    let want = nodes.len() - 1;
+    for (i, node) in nodes.iter().enumerate() {
+        let ok = wait_for(WAIT, || async {
+            node.info().await.map(|i| i.routing_table >= want).unwrap_or(false)
+        })
+        .await;
+        assert!(ok, "node {i} never saw all {want} others");
+    }
+}
+
+/// With 10,000 records in a stable 10-peer overlay, an upkeep round sends digests and no
+/// record: nothing is missing anywhere. Prints the digest bytes of one idle round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_round_sends_digests_only() {
+    let _serial = SERIAL.lock().await;
+    const RECORDS: usize = 10_000;
+    let nodes =
+        cluster(10, |_| Config { upkeep_interval: Duration::from_secs(3600), ..local() }).await;
+    full_tables(&nodes).await;
+    let ids: Vec<_> = nodes.iter().map(Node::peer_id).collect();
+    // Seed every record on exactly its R = 5 closest peers, in batches, straight over the wire.
+    let writer = Keypair::generate_ed25519();
+    let now = peerkv::clock::now_ms();
+    let mut batches: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
+    for i in 0..RECORDS {
+        let key = format!("seed-{i}");
+        let record =
+            Record::sign(&writer, key.clone(), Some(vec![b'x'; 32]), Hlc::new(now, 0), None)
+                .unwrap();
+        for peer in placement::plan(&key, ids.iter().copied(), 5, None).replicas {
+            let index = ids.iter().position(|p| *p == peer).unwrap();
+            batches.entry(index).or_default().push(record.clone());
+        }
+    }
+    for (index, records) in batches {
+        let sender = if index == 0 { &nodes[1] } else { &nodes[0] };
+        for chunk in records.chunks(500) {
+            let answer = within(
+                "seed",
+                sender.send_request(ids[index], Request::StoreMany { records: chunk.to_vec() }),
+            )
+            .await
+            .expect("seed");
+            assert!(matches!(answer, Response::StoredMany { rejected, .. } if rejected.is_empty()));
+        }
+    }
+    let held: usize = futures::future::join_all(nodes.iter().map(|n| n.stats()))
+        .await
+        .iter()
+        .map(|s| s.as_ref().unwrap().records)
+        .sum();
+    assert_eq!(held, RECORDS * 5);
+
+    let before: Vec<_> = futures::future::join_all(nodes.iter().map(|n| n.stats()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut digests = 0;
+    let mut digest_bytes = 0;
+    let mut entries = 0;
+    for node in &nodes {
+        let round = within("upkeep", node.upkeep()).await.expect("upkeep");
+        digests += round.digests;
+        digest_bytes += round.digest_bytes;
+        entries += round.entries;
+    }
+    // Every digest is answered; then no record may have moved.
+    let answered = wait_for(WAIT, || async {
+        let received: u64 = futures::future::join_all(nodes.iter().map(|n| n.stats()))
+            .await
+            .iter()
+            .zip(&before)
+            .map(|(s, b)| s.as_ref().map_or(0, |s| s.digests_received - b.digests_received))
+            .sum();
+        received >= digests
+    })
+    .await;
+    assert!(answered, "not every digest was received");
+    // Give a Missing answer time to come back and trigger pushes, were there any.
+    for node in &nodes {
+        within("info", node.info()).await.expect("info");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<_> = futures::future::join_all(nodes.iter().map(|n| n.stats()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let pushed: u64 =
+        after.iter().zip(&before).map(|(a, b)| a.records_pushed - b.records_pushed).sum();
+    assert_eq!(pushed, 0, "a stable overlay pushed records in an upkeep round");
+    assert_eq!(
+        entries,
+        (RECORDS * 5 * 4) as u64,
+        "every holder offers each record to the 4 other replicas"
+    );
+    println!(
+        "idle upkeep round over {RECORDS} records on 10 peers (R = 5): {digests} digests, {entries} entries, {digest_bytes} bytes ({:.1} bytes per record), 0 records sent",
+        digest_bytes as f64 / RECORDS as f64
+    );
+    shutdown(&nodes).await;
+}
+
+/// Expired records and old tombstones are removed everywhere; an expired value is not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_records_and_old_tombstones_are_removed() {
+    let _serial = SERIAL.lock().await;
+    let nodes = cluster(4, |_| Config {
+        upkeep_interval: Duration::from_millis(500),
+        tombstone_ttl: Duration::from_secs(1),
+        ..local()
+    })
+    .await;
+    within(
+        "put",
+        nodes[0].put_with_ttl("short-lived", "soon gone", Some(Duration::from_millis(1500))),
+    )
+    .await
+    .expect("put");
+    within("put", nodes[1].put("deleted", "x")).await.expect("put");
+    within("del", nodes[2].delete("deleted")).await.expect("del");
+    within("put", nodes[3].put("kept", "forever")).await.expect("put");
+    let got = within("get", nodes[3].get("short-lived")).await.expect("get");
+    assert_eq!(got.value(), Some(&b"soon gone"[..]));
+    let gone = wait_for(WAIT, || async {
+        let mut all_gone = true;
+        for node in &nodes {
+            let keys = node.keys().await.unwrap_or_default();
+            if keys.iter().any(|k| k.key == "short-lived" || k.key == "deleted") {
+                all_gone = false;
+            }
+        }
+        all_gone
+    })
+    .await;
+    assert!(gone, "expired records or old tombstones are still held somewhere");
+    let got = within("get", nodes[1].get("short-lived")).await.expect("get");
+    assert!(got.record.is_none(), "an expired record was served: {got:?}");
+    let got = within("get", nodes[0].get("kept")).await.expect("get");
+    assert_eq!(got.value(), Some(&b"forever"[..]));
+    shutdown(&nodes).await;
+}
+
+/// 20 peers, R = 5; writes go on while peers leave and new ones join, one at a time, until half
+/// of the original peers are gone. Every acknowledged key is still readable, and every key is
+/// again on its R closest live peers within a bounded time after the churn stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_loses_nothing_acknowledged() {
+    let _serial = SERIAL.lock().await;
+    let config = |_| Config {
+        upkeep_interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+        ..local()
+    };
+    let mut nodes = cluster(20, config).await;
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed_puts = 0;
+    let mut n = 0;
+    let write = |nodes: Vec<Node>, count: usize, start: usize| async move {
+        let mut ok = Vec::new();
+        let mut failed = 0;
+        for i in 0..count {
+            let key = format!("churn-{}", start + i);
+            let value = format!("value-{}", start + i);
+            let node = &nodes[(start + i) % nodes.len()];
+            match tokio::time::timeout(WAIT, node.put(key.clone(), value.clone())).await {
+                Ok(Ok(_)) => ok.push((key, value)),
+                _ => failed += 1,
+            }
+        }
+        (ok, failed)
+    };
+    let (ok, failed) = write(nodes.clone(), 40, n).await;
+    n += 40;
+    acked.extend(ok);
+    failed_puts += failed;
+    let churn_started = Instant::now();
+    let original: Vec<_> = nodes.iter().map(Node::peer_id).collect();
+    for step in 0..10 {
+        // One original peer leaves…
+        let leaving =
+            nodes.iter().position(|nd| original.contains(&nd.peer_id())).expect("an original peer");
+        let gone = nodes.remove(leaving);
+        within("shutdown", gone.shutdown()).await.expect("shutdown");
+        let (ok, failed) = write(nodes.clone(), 10, n).await;
+        n += 10;
+        acked.extend(ok);
+        failed_puts += failed;
+        // …and a new one joins.
+        let addr = within("addrs", nodes[step % nodes.len()].listen_addrs()).await.expect("addrs")
+            [0]
+        .clone();
+        let joiner = within("spawn", Node::spawn(Config { bootstrap: vec![addr], ..config(0) }))
+            .await
+            .expect("join");
+        nodes.push(joiner);
+        let (ok, failed) = write(nodes.clone(), 10, n).await;
+        n += 10;
+        acked.extend(ok);
+        failed_puts += failed;
+    }
+    let churn_took = churn_started.elapsed();
+    assert_eq!(nodes.iter().filter(|nd| original.contains(&nd.peer_id())).count(), 10);
+
+    // Every acknowledged key reads back.
+    let mut lost = 0;
+    let reads: Vec<_> = futures::stream::iter(acked.iter().enumerate())
+        .map(|(i, (key, value))| {
+            let node = nodes[i % nodes.len()].clone();
+            async move {
+                // A get that fails (timeout, quorum) under load is retried; a key is lost only
+                // when a get succeeds without its value, or none ever succeeds.
+                for _ in 0..5 {
+                    match tokio::time::timeout(WAIT, node.get(key.clone())).await {
+                        Ok(Ok(r)) => return r.value() == Some(value.as_bytes()),
+                        _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+                false
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    lost += reads.iter().filter(|ok| !**ok).count();
+    assert_eq!(lost, 0, "{lost} of {} acknowledged keys were lost", acked.len());
+
+    // Every key again sits on its R = 5 closest live peers.
+    let restore_started = Instant::now();
+    let live: Vec<_> = nodes.iter().map(Node::peer_id).collect();
+    let restored = wait_for(Duration::from_secs(60), || async {
+        let mut held: BTreeMap<_, std::collections::HashSet<String>> = BTreeMap::new();
+        for node in &nodes {
+            let keys = node.keys().await.unwrap_or_default();
+            held.insert(node.peer_id(), keys.into_iter().map(|k| k.key).collect());
+        }
+        acked.keys().all(|key| {
+            placement::plan(key, live.iter().copied(), 5, None)
+                .replicas
+                .iter()
+                .all(|p| held.get(p).is_some_and(|keys| keys.contains(key)))
+        })
+    })
+    .await;
+    let restore_took = restore_started.elapsed();
+    assert!(restored, "some keys are not on their R closest live peers after 60 s");
+    println!(
+        "churn: 20 peers, R = 5, 10 left and 10 joined in {:.1} s; {} puts acknowledged, {failed_puts} failed (not acknowledged), 0 lost; every key back on its 5 closest live peers {:.1} s after the churn stopped",
+        churn_took.as_secs_f64(),
+        acked.len(),
+        restore_took.as_secs_f64()
+    );
+    shutdown(&nodes).await;
+}
