@@ -8,6 +8,8 @@
 #   lan.sh addr I            print host I's address
 #   lan.sh cut RUN I         cut host I off the LAN (its bridge port goes down)
 #   lan.sh heal RUN I        plug it back in
+#   lan.sh split RUN I…      partition: hosts I… move to a second bridge, apart from the rest
+#   lan.sh join RUN          heal a partition: every host back on the first bridge
 #   lan.sh down RUN          stop every process in the run's hosts, remove everything it made
 #   lan.sh clean-stale       remove runs whose owner process is gone (an earlier crash)
 #   lan.sh list              runs present on this machine
@@ -79,6 +81,25 @@ cmd_exec() {
 cmd_cut() { check_run "$1"; ip -n "$(ns_br "$1")" link set "p$2" down; }
 cmd_heal() { check_run "$1"; ip -n "$(ns_br "$1")" link set "p$2" up; }
 
+cmd_split() {
+  local run=$1 br i; shift
+  check_run "$run"; br=$(ns_br "$run")
+  if ! ip -n "$br" link show br1 >/dev/null 2>&1; then
+    ip -n "$br" link add br1 type bridge
+    ip -n "$br" link set br1 type bridge forward_delay 0 stp_state 0 mcast_snooping 0
+    ip -n "$br" link set br1 up
+  fi
+  for i in "$@"; do ip -n "$br" link set "p$i" master br1; done
+}
+
+cmd_join() {
+  local run=$1 br port
+  check_run "$run"; br=$(ns_br "$run")
+  for port in $(ip -n "$br" -o link show master br1 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip -n "$br" link set "$port" master br0
+  done
+}
+
 cmd_down() {
   local run=$1 ns pids
   check_run "$run"
@@ -116,8 +137,10 @@ case "${1:-}" in
   addr) [ $# -eq 2 ] || die "usage: lan.sh addr I"; echo "$SUBNET.$2" ;;
   cut) [ $# -eq 3 ] || die "usage: lan.sh cut RUN I"; cmd_cut "$2" "$3" ;;
   heal) [ $# -eq 3 ] || die "usage: lan.sh heal RUN I"; cmd_heal "$2" "$3" ;;
+  split) [ $# -ge 3 ] || die "usage: lan.sh split RUN I..."; shift; cmd_split "$@" ;;
+  join) [ $# -eq 2 ] || die "usage: lan.sh join RUN"; cmd_join "$2" ;;
   down) [ $# -eq 2 ] || die "usage: lan.sh down RUN"; cmd_down "$2" ;;
   clean-stale) cmd_clean_stale ;;
   list) cmd_list ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

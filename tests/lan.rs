@@ -321,3 +321,109 @@ async fn ten_cold_starts_of_ten_hosts() {
         g.last().map_or(0.0, |x| x.as_secs_f64() * 1e3),
     );
 }
+
+/// A partition: the hosts split in two groups, both sides write the same keys, the partition
+/// heals; within a bounded time every replica of a key holds the same record (the greater
+/// version), and a get from any host returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_converges_on_the_greater_version() {
+    let _serial = SERIAL.lock().await;
+    let Some(lan) = Lan::up(6) else { return };
+    let since = Instant::now();
+    let mut peers = Vec::new();
+    let mut ids = Vec::new();
+    for i in 1..=6 {
+        let (peer, id, _) = lan.start(i, &["--upkeep-interval", "2", "--timeout", "5"]).await;
+        peers.push(peer);
+        ids.push(id);
+    }
+    assert!(all_know_all(&mut peers, &ids, since).await.is_some(), "discovery incomplete");
+
+    let status =
+        Command::new(script()).args(["split", &lan.run, "4", "5", "6"]).status().expect("lan.sh");
+    assert!(status.success());
+    let split_at = Instant::now();
+    // Each side notices the other is gone (ping), then writes the same keys: side B later, so
+    // its versions are the greater ones.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut separated = true;
+        for (i, peer) in peers.iter_mut().enumerate() {
+            let listed: HashSet<String> = peer.peers().await.into_iter().collect();
+            let other_side = if i < 3 { &ids[3..] } else { &ids[..3] };
+            if other_side.iter().any(|id| listed.contains(id)) {
+                separated = false;
+            }
+        }
+        if separated {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sides never noticed the partition");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "partition noticed on both sides {:.1} s after the split",
+        split_at.elapsed().as_secs_f64()
+    );
+    const KEYS: usize = 8;
+    for k in 0..KEYS {
+        check_ok(
+            &peers[k % 3].ask_json(&format!("put split-{k} from-side-a")).await,
+            "put on side A",
+        );
+    }
+    for k in 0..KEYS {
+        check_ok(
+            &peers[3 + k % 3].ask_json(&format!("put split-{k} from-side-b")).await,
+            "put on side B",
+        );
+    }
+
+    let status = Command::new(script()).args(["join", &lan.run]).status().expect("lan.sh");
+    assert!(status.success());
+    let healed_at = Instant::now();
+    let all: Vec<libp2p::PeerId> = ids.iter().map(|id| id.parse().expect("peer id")).collect();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut held: Vec<std::collections::HashMap<String, String>> = Vec::new();
+        for peer in peers.iter_mut() {
+            let keys = peer.ask_json("keys").await;
+            held.push(
+                keys["keys"]
+                    .as_array()
+                    .map(|ks| {
+                        ks.iter()
+                            .map(|k| {
+                                (
+                                    k["key"].as_str().unwrap_or("").to_owned(),
+                                    k["version"].as_str().unwrap_or("").to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            );
+        }
+        let converged = (0..KEYS).all(|k| {
+            let key = format!("split-{k}");
+            let replicas = peerkv::placement::plan(&key, all.iter().copied(), 5, None).replicas;
+            let versions: Vec<Option<&String>> = replicas
+                .iter()
+                .map(|p| all.iter().position(|a| a == p).and_then(|i| held[i].get(&key)))
+                .collect();
+            versions.iter().all(|v| v.is_some() && *v == versions[0])
+        });
+        if converged {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas still disagree {SETTLE:?} after the heal");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("after the heal every replica agrees in {:.1} s", healed_at.elapsed().as_secs_f64());
+    for (i, peer) in peers.iter_mut().enumerate() {
+        for k in 0..KEYS {
+            let got = peer.ask_json(&format!("get split-{k}")).await;
+            assert_eq!(got["value"], "from-side-b", "host {}: {got}", i + 1);
+        }
+    }
+}
