@@ -191,13 +191,15 @@ pub struct Stats {
     pub bytes: usize,
     /// Upkeep rounds run.
     pub upkeep_rounds: u64,
+    /// Summary messages sent.
+    pub summaries_sent: u64,
     /// Digest messages sent.
     pub digests_sent: u64,
     /// `(key, version)` entries in them.
     pub digest_entries_sent: u64,
-    /// Encoded bytes of the digests sent.
+    /// Encoded bytes of the summaries and digests sent.
     pub digest_bytes_sent: u64,
-    /// Digest messages received.
+    /// Summary and digest messages received.
     pub digests_received: u64,
     /// Records sent because a replica lacked them (hand-off, restoring R copies).
     pub records_pushed: u64,
@@ -212,11 +214,13 @@ pub struct Stats {
 /// What one upkeep round sent.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpkeepReport {
+    /// Summary messages sent (one per peer that should hold some of our keys).
+    pub summaries: u64,
     /// Digest messages sent.
     pub digests: u64,
     /// Entries in them.
     pub entries: u64,
-    /// Encoded bytes of the digests.
+    /// Encoded bytes of the summaries and digests.
     pub digest_bytes: u64,
     /// Records removed (expired, old tombstones).
     pub removed: u64,

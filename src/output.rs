@@ -172,11 +172,12 @@ fn render_human(result: &Result<Outcome, String>) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         Outcome::Stats(st) => format!(
-            "{} records ({} tombstones, {} bytes); upkeep: {} rounds, {} digests sent ({} entries, {} bytes), {} received; {} records handed on ({} bytes); {} removed (expired or old tombstones); last round {:.1} ms",
+            "{} records ({} tombstones, {} bytes); upkeep: {} rounds, {} summaries and {} digests sent ({} entries, {} bytes), {} received; {} records handed on ({} bytes); {} removed (expired or old tombstones); last round {:.1} ms",
             st.records,
             st.tombstones,
             st.bytes,
             st.upkeep_rounds,
+            st.summaries_sent,
             st.digests_sent,
             st.digest_entries_sent,
             st.digest_bytes_sent,

@@ -43,6 +43,12 @@ pub enum Request {
         /// `(key, version)` pairs.
         entries: Vec<(String, Hlc)>,
     },
+    /// Replica upkeep: per bucket of the keys I would offer you, `(bucket, count, hash)`;
+    /// answer with the buckets where yours differ.
+    Summary {
+        /// `(bucket, count, xor of (key, version) hashes)`, non-empty buckets only.
+        buckets: Vec<(u16, u32, u64)>,
+    },
     /// Replica upkeep: merge each of these records (each is checked like a single Store).
     StoreMany {
         /// The signed records.
@@ -75,6 +81,11 @@ pub enum Response {
     Missing {
         /// Those keys.
         keys: Vec<String>,
+    },
+    /// The buckets of a [`Request::Summary`] that differ here.
+    Mismatch {
+        /// Those buckets.
+        buckets: Vec<u16>,
     },
     /// How a [`Request::StoreMany`] went.
     StoredMany {
@@ -245,6 +256,7 @@ mod tests {
             Request::Store { record: sample_record(None) },
             Request::Fetch { key: "k".into() },
             Request::Digest { entries: vec![("k".into(), Hlc::new(3, 4))] },
+            Request::Summary { buckets: vec![(7, 2, 0xdead_beef)] },
             Request::StoreMany { records: vec![sample_record(None)] },
         ] {
             let mut out = Vec::new();
@@ -257,6 +269,7 @@ mod tests {
             Response::Found { record: None },
             Response::Rejected { reason: "no".into() },
             Response::Missing { keys: vec!["a".into()] },
+            Response::Mismatch { buckets: vec![1, 200] },
             Response::StoredMany {
                 stored: 2,
                 rejected: vec![("b".into(), "bad signature".into())],

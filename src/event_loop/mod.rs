@@ -86,6 +86,8 @@ enum Outbound {
     Repair { key: String },
     /// An upkeep digest: its answer says which records to push.
     Digest,
+    /// An upkeep summary: its answer says which buckets to send digests for.
+    Summary,
     /// A raw request from [`Node::send_request`](crate::Node::send_request).
     Raw(Reply<Response>),
 }
@@ -124,6 +126,8 @@ pub(crate) struct EventLoop {
     next_upkeep: Instant,
     /// Store and upkeep counters for `stats`.
     stats: crate::command::Stats,
+    /// What the last upkeep round would offer each peer, for the digests a mismatch asks for.
+    upkeep_offers: HashMap<PeerId, Vec<(String, crate::clock::Hlc)>>,
     /// Earliest time of the next save of the peers.
     next_peer_save: Instant,
     /// Versions for our writes.
@@ -187,6 +191,7 @@ impl EventLoop {
             peers_dirty: false,
             next_upkeep: Instant::now() + upkeep_interval,
             stats: crate::command::Stats::default(),
+            upkeep_offers: HashMap::new(),
             next_peer_save: Instant::now(),
             clock: Clock::new(),
             local_key,

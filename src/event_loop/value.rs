@@ -43,7 +43,10 @@ impl EventLoop {
     /// Answers one request from a peer. Nothing it sends can do more than earn a `Rejected`.
     fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
         self.kv_support.insert(peer, true);
-        let response = self.answer(request);
+        let response = match request {
+            Request::Summary { buckets } => self.answer_summary(peer, buckets),
+            other => self.answer(other),
+        };
         if let Response::Rejected { reason } = &response {
             tracing::info!(%peer, "rejected a request: {reason}");
         }
@@ -63,6 +66,9 @@ impl EventLoop {
                 }
             }
             Request::Digest { entries } => self.answer_digest(entries),
+            Request::Summary { .. } => {
+                Response::Rejected { reason: "a summary needs its sender".into() }
+            }
             Request::StoreMany { records } => self.answer_store_many(records),
             Request::Malformed { reason } => Response::Rejected { reason },
         }
@@ -187,6 +193,15 @@ impl EventLoop {
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, ?response, "repair answered");
             }
+            Some(Outbound::Summary) => match response {
+                Response::Mismatch { buckets } if !buckets.is_empty() => {
+                    self.send_digests_for(peer, &buckets)
+                }
+                Response::Mismatch { .. } => {
+                    self.upkeep_offers.remove(&peer);
+                }
+                other => tracing::debug!(%peer, ?other, "unexpected answer to a summary"),
+            },
             Some(Outbound::Digest) => match response {
                 Response::Missing { keys } if !keys.is_empty() => self.push_missing(peer, keys),
                 Response::Missing { .. } => {}
@@ -255,6 +270,7 @@ impl EventLoop {
                 tracing::debug!(%peer, %key, "repair failed: {reason}");
             }
             Some(Outbound::Digest) => tracing::debug!(%peer, "digest failed: {reason}"),
+            Some(Outbound::Summary) => tracing::debug!(%peer, "summary failed: {reason}"),
             Some(Outbound::Op(op)) => self.op_request_failed(op, peer, reason),
         }
     }
