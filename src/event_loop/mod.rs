@@ -58,6 +58,9 @@ const PEER_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Up to this many routing-table peers, every one of them is kept connected (and so pinged).
 const KEEP_CONNECTED_MAX: usize = 64;
 
+/// ... but only when idle connections are kept at least this long (the default 300 s is).
+const KEEP_CONNECTED_MIN_IDLE: Duration = Duration::from_secs(60);
+
 /// Most redials per rejoin round.
 const MAX_REJOIN_DIALS: usize = 16;
 

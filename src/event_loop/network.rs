@@ -5,7 +5,10 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, mdns, ping, PeerId};
 
-use super::{DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, MAX_REJOIN_DIALS};
+use super::{
+    DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, KEEP_CONNECTED_MIN_IDLE,
+    MAX_REJOIN_DIALS,
+};
 use crate::behaviour::BehaviourEvent;
 use crate::command::{ClosestPeer, ClosestReport};
 use crate::error::Error;
@@ -317,7 +320,11 @@ impl EventLoop {
             self.mdns_peers.iter().map(|(p, a)| (*p, a.clone())).collect();
         // On a LAN-sized overlay, stay connected to the whole routing table: ping then notices a
         // peer that is gone, and a dial that fails takes it out of the table.
-        if routed.len() <= KEEP_CONNECTED_MAX {
+        // Only when connections are meant to last (a short --idle-timeout says "do not keep
+        // them": redialing would fight it, a reconnect storm in a large in-process overlay).
+        if routed.len() <= KEEP_CONNECTED_MAX
+            && self.config.idle_connection_timeout >= KEEP_CONNECTED_MIN_IDLE
+        {
             for peer in &routed {
                 if !self.swarm.is_connected(peer) {
                     candidates.push((*peer, Vec::new()));
