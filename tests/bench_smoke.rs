@@ -93,6 +93,7 @@ const SYSTEM: &[&str] = &[
     "memory/open_fds_after_settle",
     "memory/open_fds_after_workload",
     "memory/connections_after_workload",
+    "load_average",
     "not_measured",
 ];
 

@@ -311,6 +311,7 @@ fn run_parent(cli: &Cli) -> Res<()> {
         },
         ..RunDoc::default()
     };
+    let mut failures = Vec::new();
     for system in systems {
         let out = std::env::temp_dir().join(format!(
             "peerkv-bench-{}-{}.json",
@@ -331,12 +332,21 @@ fn run_parent(cli: &Cli) -> Res<()> {
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", out.display()))
         });
         let _ = std::fs::remove_file(&out);
-        doc.systems.push(read.map_err(|e| format!("{}: {e}", system.name()))?);
+        // A system that fails or runs past --run-timeout is reported as such; the other
+        // system's figures are kept.
+        match read {
+            Ok(result) => doc.systems.push(result),
+            Err(e) => {
+                eprintln!("peerkv-bench: {}: {e}", system.name());
+                failures.push(format!("{}: {e}", system.name()));
+            }
+        }
     }
     doc.compute_ratios();
     doc.not_measured = vec![
         "lookup hops: libp2p-kad reports requests per query, not hops, and peerkv's API reports neither".into(),
     ];
+    doc.not_measured.extend(failures.iter().map(|f| format!("no figures for {f}")));
     let table = report::markdown(&doc);
     println!("{table}");
     if let Some(ratios) = &doc.ratios {
@@ -356,7 +366,11 @@ fn run_parent(cli: &Cli) -> Res<()> {
         std::fs::write(&md, table).map_err(|e| format!("{}: {e}", md.display()))?;
         eprintln!("peerkv-bench: wrote {} and {}", path.display(), md.display());
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }
 
 /// Plot mode: several documents → one SVG and one Markdown file.

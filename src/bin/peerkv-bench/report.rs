@@ -180,6 +180,10 @@ pub struct SystemResult {
     pub memory: Memory,
     /// Figures this system cannot report, and why.
     pub not_measured: Vec<String>,
+    /// The machine's 1-minute load average when this system started and when it finished:
+    /// above the core count, something else competed for the CPU and times are inflated.
+    #[serde(default)]
+    pub load_average: [Option<f64>; 2],
 }
 
 /// The parameters of a run.
@@ -473,6 +477,9 @@ pub fn markdown(doc: &RunDoc) -> String {
             (format!("{:.1} ({})", s.settle.routing_table_mean, s.settle.routing_table_min), None)
         }),
         ("idle background, KiB/s", |s| (kib(s.settle.background_bytes_per_s), None)),
+        ("machine load average at start / end", |s| {
+            (format!("{} / {}", num(s.load_average[0], 1), num(s.load_average[1], 1)), None)
+        }),
     ];
     for (name, cell) in rows {
         let mut line = format!("| {name} |");

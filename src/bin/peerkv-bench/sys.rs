@@ -80,3 +80,8 @@ pub fn kernel() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
 }
+
+/// The machine's 1-minute load average.
+pub fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}

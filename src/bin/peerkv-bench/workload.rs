@@ -425,6 +425,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
         ..SystemResult::default()
     };
     let rss_before = sys::rss_bytes();
+    result.load_average[0] = sys::load_average();
 
     pb.set_message("starting peers");
     let (peers, startup) = spawn_peers(w, &fds, &pb).await?;
@@ -625,6 +626,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
         connections_after_workload: connections,
     };
     result.not_measured = not_measured(w);
+    result.load_average[1] = sys::load_average();
     pb.finish_and_clear();
 
     sampler.abort();
