@@ -78,6 +78,18 @@ impl Lan {
         (peer, id, addr)
     }
 
+    /// Starts a peer on each of hosts 1..=n; returns them and their ids.
+    async fn start_all(&self, n: usize, extra: &[&str]) -> (Vec<Peer>, Vec<String>) {
+        let mut peers = Vec::new();
+        let mut ids = Vec::new();
+        for i in 1..=n {
+            let (peer, id, _) = self.start(i, extra).await;
+            peers.push(peer);
+            ids.push(id);
+        }
+        (peers, ids)
+    }
+
     fn set_link(&self, i: usize, how: &str) {
         let status =
             Command::new(script()).args([how, &self.run, &i.to_string()]).status().expect("lan.sh");
@@ -147,13 +159,7 @@ async fn mdns_alone_builds_the_overlay_and_a_late_peer_joins() {
     let _serial = SERIAL.lock().await;
     let Some(lan) = Lan::up(6) else { return };
     let since = Instant::now();
-    let mut peers = Vec::new();
-    let mut ids = Vec::new();
-    for i in 1..=5 {
-        let (peer, id, _) = lan.start(i, &[]).await;
-        peers.push(peer);
-        ids.push(id);
-    }
+    let (mut peers, mut ids) = lan.start_all(5, &[]).await;
     let took = all_know_all(&mut peers, &ids, since).await;
     let took = took.unwrap_or_else(|| panic!("5 hosts: discovery incomplete after {SETTLE:?}"));
     println!(
@@ -196,13 +202,7 @@ async fn a_cut_host_is_noticed_and_comes_back_after_the_heal() {
     let _serial = SERIAL.lock().await;
     let Some(lan) = Lan::up(5) else { return };
     let since = Instant::now();
-    let mut peers = Vec::new();
-    let mut ids = Vec::new();
-    for i in 1..=5 {
-        let (peer, id, _) = lan.start(i, &[]).await;
-        peers.push(peer);
-        ids.push(id);
-    }
+    let (mut peers, ids) = lan.start_all(5, &[]).await;
     assert!(all_know_all(&mut peers, &ids, since).await.is_some(), "discovery incomplete");
     for k in 0..5 {
         check_ok(&peers[0].ask_json(&format!("put before-{k} v{k}")).await, "put before the cut");
@@ -292,13 +292,7 @@ async fn ten_cold_starts_of_ten_hosts() {
     for run in 0..runs {
         let Some(lan) = Lan::up(hosts) else { return };
         let since = Instant::now();
-        let mut peers = Vec::new();
-        let mut ids = Vec::new();
-        for i in 1..=hosts {
-            let (peer, id, _) = lan.start(i, &[]).await;
-            peers.push(peer);
-            ids.push(id);
-        }
+        let (mut peers, ids) = lan.start_all(hosts, &[]).await;
         let (head, tail) = peers.split_at_mut(1);
         let got = first_cross_host_get(&mut head[0], &mut tail[hosts - 2], since).await;
         let got =
@@ -330,13 +324,7 @@ async fn a_healed_partition_converges_on_the_greater_version() {
     let _serial = SERIAL.lock().await;
     let Some(lan) = Lan::up(6) else { return };
     let since = Instant::now();
-    let mut peers = Vec::new();
-    let mut ids = Vec::new();
-    for i in 1..=6 {
-        let (peer, id, _) = lan.start(i, &["--upkeep-interval", "2", "--timeout", "5"]).await;
-        peers.push(peer);
-        ids.push(id);
-    }
+    let (mut peers, ids) = lan.start_all(6, &["--upkeep-interval", "2", "--timeout", "5"]).await;
     assert!(all_know_all(&mut peers, &ids, since).await.is_some(), "discovery incomplete");
 
     let status =

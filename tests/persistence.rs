@@ -162,34 +162,31 @@ async fn a_replica_killed_mid_write_keeps_what_it_acknowledged() {
     );
 }
 
+/// Starts peerkv on `dir`, which must refuse to start; returns what it said on stderr.
+async fn refused(dir: &Path) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peerkv"))
+        .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success(), "peerkv started on {}", dir.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A data directory in use by a running peer is refused with the way out; a directory that
 /// holds something else is refused and left untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_and_foreign_directories_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_a, _, _) = start(dir.path(), &[]).await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peerkv"))
-        .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
-        .arg(dir.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(dir.path()).await;
     assert!(err.contains("in use by another peerkv") && err.contains("--ephemeral"), "{err}");
 
     let foreign = tempfile::tempdir().expect("tempdir");
     std::fs::write(foreign.path().join("notes.txt"), b"mine").expect("write");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_peerkv"))
-        .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
-        .arg(foreign.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(foreign.path()).await;
     assert!(err.contains("not empty") && err.contains("left untouched"), "{err}");
     let names: Vec<_> =
         std::fs::read_dir(foreign.path()).expect("read").flatten().map(|e| e.file_name()).collect();
