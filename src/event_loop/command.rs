@@ -271,14 +271,7 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.remove_address(peer, &transport);
                 }
                 let err = Error::Unreachable { addr, reason: e.to_string() };
-                match purpose {
-                    DialPurpose::Dial(reply) => {
-                        let _ = reply.send(Err(err));
-                    }
-                    DialPurpose::Bootstrap(_, reply) => {
-                        let _ = reply.send(Err(err));
-                    }
-                }
+                purpose.fail(err);
             }
         }
     }

@@ -107,6 +107,20 @@ enum DialPurpose {
     Bootstrap(PeerId, Reply<BootstrapReport>),
 }
 
+impl DialPurpose {
+    /// Answers whoever waits for the dial with `err`.
+    fn fail(self, err: Error) {
+        match self {
+            DialPurpose::Dial(reply) => {
+                let _ = reply.send(Err(err));
+            }
+            DialPurpose::Bootstrap(_, reply) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+}
+
 /// The owner of all mutable state of one peer.
 pub(crate) struct EventLoop {
     /// The libp2p swarm with every behaviour.
@@ -313,14 +327,7 @@ impl EventLoop {
             let _ = reply.send(Err(Error::Shutdown));
         }
         for (_, dial) in self.dials.drain() {
-            match dial.purpose {
-                DialPurpose::Dial(reply) => {
-                    let _ = reply.send(Err(Error::Shutdown));
-                }
-                DialPurpose::Bootstrap(_, reply) => {
-                    let _ = reply.send(Err(Error::Shutdown));
-                }
-            }
+            dial.purpose.fail(Error::Shutdown);
         }
         let addrs = self.dialable_listen_addrs();
         for reply in self.listen_waiters.drain(..) {
@@ -401,14 +408,7 @@ impl EventLoop {
                         self.config.timeout.as_secs_f64()
                     ),
                 };
-                match dial.purpose {
-                    DialPurpose::Dial(reply) => {
-                        let _ = reply.send(Err(err));
-                    }
-                    DialPurpose::Bootstrap(_, reply) => {
-                        let _ = reply.send(Err(err));
-                    }
-                }
+                dial.purpose.fail(err);
             }
         }
     }

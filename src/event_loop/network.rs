@@ -87,14 +87,7 @@ impl EventLoop {
                 }
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     let err = Error::Unreachable { addr: dial.addr, reason: error.to_string() };
-                    match dial.purpose {
-                        DialPurpose::Dial(reply) => {
-                            let _ = reply.send(Err(err));
-                        }
-                        DialPurpose::Bootstrap(_, reply) => {
-                            let _ = reply.send(Err(err));
-                        }
-                    }
+                    dial.purpose.fail(err);
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
