@@ -63,10 +63,13 @@ pub struct GetReport {
     pub record: Option<Record>,
     /// Replicas that answered by the time the get returned.
     pub replies: usize,
-    /// Replicas asked.
+    /// The nearest peers the get settled on (R, or fewer when fewer peers were reachable).
     pub replicas: usize,
     /// Answers needed (Q).
     pub needed: usize,
+    /// Requests sent by the time the get returned: the replicas, and nearer peers learnt from
+    /// their answers.
+    pub asked: usize,
     /// From the call to the Q-th answer.
     pub elapsed: Duration,
 }

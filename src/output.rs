@@ -230,6 +230,7 @@ fn render_json(op: &str, result: &Result<Outcome, String>) -> Value {
                 "key": r.key,
                 "replies": r.replies,
                 "replicas": r.replicas,
+                "asked": r.asked,
                 "needed": r.needed,
                 "elapsed_ms": ms(r.elapsed),
             });

@@ -8,7 +8,7 @@
 use std::io;
 
 use futures::prelude::*;
-use libp2p::StreamProtocol;
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Hlc;
@@ -16,6 +16,11 @@ use crate::record::{Record, MAX_KEY_LEN};
 
 /// Protocol id of the value protocol.
 pub const KV_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerkv/kv/1.0.0");
+
+/// Most peers a [`Response::Found`] names (Kademlia's K), and most addresses per peer.
+pub const MAX_NEAR: usize = 20;
+/// Most addresses given for one peer in a [`Response::Found`].
+pub const MAX_NEAR_ADDRS: usize = 4;
 
 /// Default Kademlia protocol id (routing only; values travel over [`KV_PROTOCOL`]).
 pub const DEFAULT_KAD_PROTOCOL: &str = "/peerkv/kad/1.0.0";
@@ -32,10 +37,14 @@ pub enum Request {
         /// The signed record.
         record: Record,
     },
-    /// Send me the record you hold for this key.
+    /// Send me the record you hold for this key, and the peers you know nearest to it.
     Fetch {
         /// The key.
         key: String,
+        /// How many peers nearest to the key to name in the answer (capped at
+        /// [`MAX_NEAR`]; 0 for none).
+        #[serde(default)]
+        near: u16,
     },
     /// Replica upkeep: the keys and versions I hold that you should hold too; answer with the
     /// ones you lack or hold older.
@@ -76,6 +85,10 @@ pub enum Response {
     Found {
         /// The record, or `None` when the replica holds nothing for the key.
         record: Option<Record>,
+        /// The peers this replica knows nearest to the key, with their addresses, nearest
+        /// first (as many as the fetch asked for).
+        #[serde(default)]
+        near: Vec<(PeerId, Vec<Multiaddr>)>,
     },
     /// The keys of a [`Request::Digest`] this replica lacks or holds older.
     Missing {
@@ -254,7 +267,7 @@ mod tests {
         for req in [
             Request::Store { record: sample_record(Some(b"v".to_vec())) },
             Request::Store { record: sample_record(None) },
-            Request::Fetch { key: "k".into() },
+            Request::Fetch { key: "k".into(), near: 5 },
             Request::Digest { entries: vec![("k".into(), Hlc::new(3, 4))] },
             Request::Summary { buckets: vec![(7, 2, 0xdead_beef)] },
             Request::StoreMany { records: vec![sample_record(None)] },
@@ -265,8 +278,11 @@ mod tests {
         }
         for res in [
             Response::Stored { version: Hlc::new(1, 2) },
-            Response::Found { record: Some(sample_record(Some(vec![0xff, 0]))) },
-            Response::Found { record: None },
+            Response::Found { record: Some(sample_record(Some(vec![0xff, 0]))), near: vec![] },
+            Response::Found {
+                record: None,
+                near: vec![(PeerId::random(), vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()])],
+            },
             Response::Rejected { reason: "no".into() },
             Response::Missing { keys: vec!["a".into()] },
             Response::Mismatch { buckets: vec![1, 200] },
@@ -320,6 +336,25 @@ mod tests {
         assert!(encode(&Request::Malformed { reason: "x".into() }).is_err());
     }
 
+    /// A fetch and its answer as a peer without the `near` fields sends them: they still read,
+    /// as asking for (and naming) no peers.
+    #[test]
+    fn fetch_without_near_fields_still_reads() {
+        #[derive(Serialize)]
+        enum OldRequest {
+            Fetch { key: String },
+        }
+        #[derive(Serialize)]
+        enum OldResponse {
+            Found { record: Option<Record> },
+        }
+        let req: Request =
+            decode(&encode(&OldRequest::Fetch { key: "k".into() }).unwrap()).unwrap();
+        assert_eq!(req, Request::Fetch { key: "k".into(), near: 0 });
+        let res: Response = decode(&encode(&OldResponse::Found { record: None }).unwrap()).unwrap();
+        assert_eq!(res, Response::Found { record: None, near: vec![] });
+    }
+
     proptest! {
         #[test]
         fn codec_round_trips(key in ".{0,40}", value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)), ms in any::<u64>(), c in any::<u32>()) {
@@ -327,7 +362,7 @@ mod tests {
             let record = Record::sign(&kp, key.clone(), value, Hlc::new(ms, c), None).unwrap();
             let req = Request::Store { record };
             prop_assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
-            let fetch = Request::Fetch { key };
+            let fetch = Request::Fetch { key, near: 3 };
             prop_assert_eq!(decode::<Request>(&encode(&fetch).unwrap()).unwrap(), fetch);
         }
 

@@ -232,16 +232,56 @@ async fn forged_records_are_rejected_and_change_nothing() {
             other => panic!("forged record accepted: {other:?}"),
         }
     }
-    let held =
-        within("fetch", sender.send_request(replica, Request::Fetch { key: "guarded".into() }))
-            .await
-            .expect("fetch");
-    assert_eq!(held, Response::Found { record: Some(genuine) });
+    let held = within(
+        "fetch",
+        sender.send_request(replica, Request::Fetch { key: "guarded".into(), near: 0 }),
+    )
+    .await
+    .expect("fetch");
+    assert_eq!(held, Response::Found { record: Some(genuine), near: vec![] });
     let keys = nodes[1].keys().await.expect("keys");
     assert_eq!(keys.len(), 1, "{keys:?}");
     // And the local API refuses to write another peer's key before sending anything.
     let err = within("put", nodes[0].put(owned_key, "x")).await.expect_err("not ours");
     assert!(err.to_string().contains("belongs to"), "{err}");
+    shutdown(&nodes).await;
+}
+
+/// A fetch answer names the peers the replier knows nearest to the key, with addresses: what
+/// a get follows when its own routing table lacks the replicas. In a 10-peer overlay every
+/// table is whole, so a non-replica names exactly the five replicas the put chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_answer_names_the_replicas() {
+    let nodes = cluster(10, |_| local()).await;
+    let put = within("put", nodes[0].put("hinted", "v")).await.expect("put");
+    let replicas: std::collections::BTreeSet<_> =
+        peerkv::placement::plan("hinted", nodes.iter().map(|n| n.peer_id()), 5, None)
+            .replicas
+            .into_iter()
+            .collect();
+    assert!(put.stored_on.iter().all(|p| replicas.contains(p)), "{put:?}");
+    let mut outside = nodes.iter().filter(|n| !replicas.contains(&n.peer_id()));
+    let asker = outside.next().expect("a non-replica");
+    let replier = outside.next().expect("another non-replica");
+    let answer = within(
+        "fetch",
+        asker.send_request(replier.peer_id(), Request::Fetch { key: "hinted".into(), near: 5 }),
+    )
+    .await
+    .expect("fetch");
+    let Response::Found { record: None, near } = answer else {
+        panic!("a non-replica holds the record: {answer:?}")
+    };
+    let named: std::collections::BTreeSet<_> = near.iter().map(|(p, _)| *p).collect();
+    assert_eq!(named, replicas, "the replier named other peers than the replicas");
+    assert!(near.iter().all(|(_, addrs)| !addrs.is_empty()), "a peer without addresses");
+    // Nearest first.
+    let order: Vec<_> = near.iter().map(|(p, _)| *p).collect();
+    assert_eq!(order, peerkv::placement::rank("hinted", order.clone()));
+    // A get from a non-replica asks at least the replicas it settles on.
+    let got = within("get", asker.get("hinted")).await.expect("get");
+    assert_eq!(got.value(), Some(&b"v"[..]));
+    assert!(got.asked >= got.needed && got.replicas == 5, "{got:?}");
     shutdown(&nodes).await;
 }
 

@@ -82,7 +82,13 @@ async fn an_idle_round_sends_digests_only() {
     let mut digests = 0;
     let mut digest_bytes = 0;
     let mut entries = 0;
+    // Seeding 50,000 copies keeps a debug build busy for a while; a peer whose pings went
+    // unanswered meanwhile may be out of a table for a moment. Every table whole first, then
+    // one summary per peer in the table at the time of the round.
+    full_tables(&nodes).await;
+    let mut expected = 0;
     for node in &nodes {
+        expected += within("info", node.info()).await.expect("info").routing_table.min(9) as u64;
         let round = within("upkeep", node.upkeep()).await.expect("upkeep");
         summaries += round.summaries;
         digests += round.digests;
@@ -114,7 +120,8 @@ async fn an_idle_round_sends_digests_only() {
     let pushed: u64 =
         after.iter().zip(&before).map(|(a, b)| a.records_pushed - b.records_pushed).sum();
     assert_eq!(pushed, 0, "a stable overlay pushed records in an upkeep round");
-    assert_eq!(summaries, 90, "one summary from every peer to each of the 9 others");
+    assert_eq!(summaries, expected, "one summary from every peer to each peer in its table");
+    assert!(expected >= 80, "tables fell apart during the rounds: {expected} of 90 entries");
     let after_digests: u64 =
         after.iter().zip(&before).map(|(a, b)| a.digests_sent - b.digests_sent).sum();
     assert_eq!(after_digests, 0, "summaries matched everywhere, so no full digest should follow");

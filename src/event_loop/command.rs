@@ -7,6 +7,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 
 use super::ops::{Op, PendingGet, PendingPut};
+use super::search::Search;
 use super::{DialPurpose, EventLoop, Lookup, Outbound, PendingDial, MAX_PENDING_OPS};
 use crate::clock::now_ms;
 use crate::command::{BootstrapReport, Command, KeyEntry, NodeInfo, Reply, RouteEntry};
@@ -21,6 +22,11 @@ pub(crate) fn split_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
         _ => (addr.clone(), None),
     }
 }
+
+/// Most requests one get sends, per replica (the first R, nearer peers learnt from their
+/// answers, and peers asked in place of failures), and at least.
+const SEARCH_BUDGET_PER_REPLICA: usize = 4;
+const SEARCH_BUDGET_MIN: usize = 8;
 
 impl EventLoop {
     pub(super) fn handle_command(&mut self, command: Command) {
@@ -171,22 +177,33 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        let query = self.swarm.behaviour_mut().kad.get_closest_peers(key.as_bytes().to_vec());
+        // No lookup first: the search starts from the routing table's nearest peers (and this
+        // one) and follows the nearer peers their answers name.
+        let replication = self.config.replication;
+        let mut search = Search::new(
+            &key,
+            replication,
+            self.config.read_quorum,
+            (SEARCH_BUDGET_PER_REPLICA * replication).max(SEARCH_BUDGET_MIN),
+        );
+        search.offer(self.local_peer_id());
+        for (peer, _) in self.nearest_known(&key, 2 * replication) {
+            search.offer(peer);
+        }
         let now = Instant::now();
         let id = self.new_op_id();
-        tracing::debug!(op = id, %key, "get: lookup");
+        tracing::debug!(op = id, %key, "get: search");
         self.ops.insert(
             id,
             Op::Get(PendingGet {
                 key,
-                tally: None,
-                replies: Vec::new(),
+                search,
                 started: now,
                 deadline: now + self.config.timeout,
                 reply: Some(reply),
             }),
         );
-        self.lookups.insert(query, Lookup::Op(id));
+        self.step_get(id);
     }
 
     fn new_op_id(&mut self) -> u64 {

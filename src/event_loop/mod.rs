@@ -9,11 +9,13 @@
 //! - `network.rs`: swarm events — Kademlia, identify, mDNS, connections, listeners.
 //! - `value.rs`: the value protocol — serving requests, counting answers, repairs.
 //! - `ops.rs`: operations in flight and their quorum tally.
+//! - `search.rs`: a get's walk to the replicas of its key, without a lookup first.
 //! - `upkeep.rs`: replica upkeep rounds (digests, hand-off), expiry and tombstone removal.
 
 mod command;
 mod network;
 pub(crate) mod ops;
+mod search;
 mod upkeep;
 mod value;
 

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 
+use super::search::Search;
 use crate::command::{GetReport, PutReport, Reply};
-use crate::placement::{self, Plan};
+use crate::placement::Plan;
 use crate::record::Record;
 
 /// Identifies one operation across its lookup and its requests.
@@ -120,10 +121,8 @@ impl PendingPut {
 /// A get in flight.
 pub(crate) struct PendingGet {
     pub key: String,
-    /// `None` while the lookup runs.
-    pub tally: Option<Tally>,
-    /// What each replica that answered holds.
-    pub replies: Vec<(PeerId, Option<Record>)>,
+    /// Its candidates and what they answered.
+    pub search: Search,
     pub started: Instant,
     pub deadline: Instant,
     /// Taken when the get has answered; the op lives on until every reply is in, for repair.
@@ -131,17 +130,14 @@ pub(crate) struct PendingGet {
 }
 
 impl PendingGet {
-    pub fn newest(&self) -> Option<Record> {
-        placement::newest(self.replies.iter().map(|(_, r)| r)).cloned()
-    }
-
-    pub fn report(&self, tally: &Tally) -> GetReport {
+    pub fn report(&self) -> GetReport {
         GetReport {
             key: self.key.clone(),
-            record: self.newest(),
-            replies: self.replies.len(),
-            replicas: tally.replicas,
-            needed: tally.needed,
+            record: self.search.newest(),
+            replies: self.search.answered().0,
+            replicas: self.search.replicas(),
+            needed: self.search.needed(),
+            asked: self.search.asked(),
             elapsed: self.started.elapsed(),
         }
     }

@@ -5,17 +5,19 @@
 //! [`EventLoop::answer`], the same code that serves remote peers, so the local store obeys the
 //! same checks and limits.
 
+use libp2p::kad::{KBucketDistance, KBucketKey};
 use libp2p::request_response::{
     self, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
-use libp2p::{kad, PeerId};
+use libp2p::{kad, Multiaddr, PeerId};
 
 use super::ops::{Op, OpId, Tally};
+use super::search::Verdict;
 use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Hlc};
 use crate::error::Error;
 use crate::placement;
-use crate::protocol::{Request, Response};
+use crate::protocol::{Request, Response, MAX_NEAR, MAX_NEAR_ADDRS};
 use crate::record::{Record, MAX_CLOCK_AHEAD_MS};
 
 impl EventLoop {
@@ -45,7 +47,7 @@ impl EventLoop {
         self.kv_support.insert(peer, true);
         let response = match request {
             Request::Summary { buckets } => self.answer_summary(peer, buckets),
-            other => self.answer(other),
+            other => self.answer(other, true),
         };
         if let Response::Rejected { reason } = &response {
             tracing::info!(%peer, "rejected a request: {reason}");
@@ -55,14 +57,20 @@ impl EventLoop {
         }
     }
 
-    /// What this peer answers to a request, from a remote peer or from itself.
-    fn answer(&mut self, request: Request) -> Response {
+    /// What this peer answers to a request, from a remote peer or (`remote` false) from itself.
+    fn answer(&mut self, request: Request, remote: bool) -> Response {
         match request {
             Request::Store { record } => self.accept(record),
-            Request::Fetch { key } => {
+            Request::Fetch { key, near } => {
                 let now = now_ms();
+                let near = if remote {
+                    self.nearest_known(&key, usize::from(near).min(MAX_NEAR))
+                } else {
+                    Vec::new()
+                };
                 Response::Found {
                     record: self.store.get(&key).filter(|r| !r.is_expired(now)).cloned(),
+                    near,
                 }
             }
             Request::Digest { entries } => self.answer_digest(entries),
@@ -106,6 +114,29 @@ impl EventLoop {
         self.clock.observe(seen.min(Hlc::new(now_ms().saturating_add(MAX_CLOCK_AHEAD_MS / 2), 0)));
     }
 
+    /// The value-protocol peers of the routing table nearest to `key`, nearest first, with
+    /// their addresses: what a fetch answer names, and where a get starts.
+    pub(super) fn nearest_known(&mut self, key: &str, n: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let target = KBucketKey::new(key.as_bytes().to_vec());
+        let kv_support = &self.kv_support;
+        let mut ranked: Vec<(KBucketDistance, PeerId, Vec<Multiaddr>)> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                if kv_support.get(&peer) == Some(&false) {
+                    continue;
+                }
+                let addrs = entry.node.value.iter().take(MAX_NEAR_ADDRS).cloned().collect();
+                ranked.push((target.distance(entry.node.key), peer, addrs));
+            }
+        }
+        ranked.sort_unstable_by_key(|a| a.0);
+        ranked.into_iter().take(n).map(|(_, p, a)| (p, a)).collect()
+    }
+
     /// Asks `peer` on behalf of `op`: sends the request, or answers it at once from the local
     /// store when `peer` is this peer.
     fn ask(&mut self, op: OpId, peer: PeerId, request: Request) {
@@ -114,14 +145,12 @@ impl EventLoop {
                 Some(t) => t.in_flight += 1,
                 None => return,
             },
-            Some(Op::Get(g)) => match g.tally.as_mut() {
-                Some(t) => t.in_flight += 1,
-                None => return,
-            },
+            // A get's search counts its own requests.
+            Some(Op::Get(_)) => {}
             None => return,
         }
         if peer == self.local_peer_id() {
-            let response = self.answer(request);
+            let response = self.answer(request, false);
             self.on_op_answer(op, peer, response);
         } else {
             let id = self.swarm.behaviour_mut().kv.send_request(&peer, request);
@@ -129,8 +158,8 @@ impl EventLoop {
         }
     }
 
-    /// The lookup of a put or get finished with these peers: choose the replicas and ask them
-    /// (remote ones first, so a local answer cannot end the op before they are asked).
+    /// The lookup of a put finished with these peers: choose the replicas and ask them (remote
+    /// ones first, so a local answer cannot end the put before they are asked).
     pub(super) fn lookup_done(&mut self, op: OpId, peers: Vec<kad::PeerInfo>) {
         let local = self.local_peer_id();
         let mut remote = Vec::new();
@@ -150,29 +179,15 @@ impl EventLoop {
             return;
         }
         let candidates = remote.into_iter().chain(std::iter::once(local));
-        let (plan, request) = match self.ops.get_mut(&op) {
-            Some(Op::Put(put)) => {
-                let plan = placement::plan(
-                    &put.record.key,
-                    candidates,
-                    self.config.replication,
-                    self.config.write_quorum,
-                );
-                put.tally = Some(Tally::new(&plan));
-                (plan, Request::Store { record: put.record.clone() })
-            }
-            Some(Op::Get(get)) => {
-                let plan = placement::plan(
-                    &get.key,
-                    candidates,
-                    self.config.replication,
-                    self.config.read_quorum,
-                );
-                get.tally = Some(Tally::new(&plan));
-                (plan, Request::Fetch { key: get.key.clone() })
-            }
-            None => return,
-        };
+        let Some(Op::Put(put)) = self.ops.get_mut(&op) else { return };
+        let plan = placement::plan(
+            &put.record.key,
+            candidates,
+            self.config.replication,
+            self.config.write_quorum,
+        );
+        put.tally = Some(Tally::new(&plan));
+        let request = Request::Store { record: put.record.clone() };
         let local_is_replica = plan.replicas.contains(&local);
         for peer in plan.replicas.iter().filter(|p| **p != local) {
             self.ask(op, *peer, request.clone());
@@ -181,6 +196,45 @@ impl EventLoop {
             self.ask(op, local, request);
         }
         self.progress(op);
+    }
+
+    /// Sends a get's requests to the candidates its search wants asked now (remote ones first,
+    /// so a local answer cannot end the get before they are asked), then sees where it stands.
+    pub(super) fn step_get(&mut self, op: OpId) {
+        let local = self.local_peer_id();
+        let near = u16::try_from(self.config.replication).unwrap_or(u16::MAX);
+        let (key, ask) = match self.ops.get_mut(&op) {
+            Some(Op::Get(get)) if get.reply.is_some() => {
+                (get.key.clone(), get.search.next_to_ask())
+            }
+            _ => return self.progress(op),
+        };
+        for peer in ask.iter().filter(|p| **p != local) {
+            self.ask(op, *peer, Request::Fetch { key: key.clone(), near });
+        }
+        if ask.contains(&local) {
+            self.ask(op, local, Request::Fetch { key, near: 0 });
+        }
+        self.progress(op);
+    }
+
+    /// Adds the peers a fetch answer named to `op`'s search, and the addresses of the new ones
+    /// to the swarm so they can be dialed.
+    fn learn_near(&mut self, op: OpId, near: Vec<(PeerId, Vec<Multiaddr>)>) {
+        let local = self.local_peer_id();
+        let Some(Op::Get(get)) = self.ops.get_mut(&op) else { return };
+        let mut learnt = Vec::new();
+        for (peer, addrs) in near.into_iter().take(MAX_NEAR) {
+            if peer != local && self.kv_support.get(&peer) != Some(&false) && get.search.offer(peer)
+            {
+                learnt.push((peer, addrs));
+            }
+        }
+        for (peer, addrs) in learnt {
+            for addr in addrs.into_iter().take(MAX_NEAR_ADDRS) {
+                self.swarm.add_peer_address(peer, addr);
+            }
+        }
     }
 
     fn on_response(&mut self, id: OutboundRequestId, peer: PeerId, response: Response) {
@@ -226,30 +280,31 @@ impl EventLoop {
                 self.observe(version);
                 None
             }
-            (Some(Op::Get(get)), Response::Found { record }) => match record {
-                Some(r) if r.key != get.key => {
-                    Some(format!("sent a record for another key ({:?})", r.key))
-                }
-                Some(r) => match r.check(max_value_size, now_ms()) {
-                    Err(e) => Some(format!("sent a bad record: {e}")),
-                    Ok(()) => {
-                        let version = r.version;
-                        if let Some(t) = get.tally.as_mut() {
-                            t.succeed(peer);
+            (Some(Op::Get(get)), Response::Found { record, near }) => {
+                let failure = match record {
+                    Some(r) if r.key != get.key => {
+                        Some(format!("sent a record for another key ({:?})", r.key))
+                    }
+                    Some(r) => match r.check(max_value_size, now_ms()) {
+                        Err(e) => Some(format!("sent a bad record: {e}")),
+                        Ok(()) => {
+                            let version = r.version;
+                            get.search.answer(peer, Some(r));
+                            self.observe(version);
+                            None
                         }
-                        get.replies.push((peer, Some(r)));
-                        self.observe(version);
+                    },
+                    None => {
+                        get.search.answer(peer, None);
                         None
                     }
-                },
-                None => {
-                    if let Some(t) = get.tally.as_mut() {
-                        t.succeed(peer);
-                    }
-                    get.replies.push((peer, None));
-                    None
+                };
+                if failure.is_none() {
+                    self.learn_near(op, near);
+                    return self.step_get(op);
                 }
-            },
+                failure
+            }
             (_, Response::Rejected { reason }) => Some(format!("rejected: {reason}")),
             (_, other) => Some(format!("unexpected answer {other:?}")),
         };
@@ -285,11 +340,10 @@ impl EventLoop {
                 .as_mut()
                 .and_then(|t| t.fail(peer, &reason, true))
                 .map(|p| (p, Request::Store { record: put.record.clone() })),
-            Some(Op::Get(get)) => get
-                .tally
-                .as_mut()
-                .and_then(|t| t.fail(peer, &reason, false))
-                .map(|p| (p, Request::Fetch { key: get.key.clone() })),
+            Some(Op::Get(get)) => {
+                get.search.fail(peer, &reason);
+                return self.step_get(op);
+            }
             None => None,
         };
         if let Some((spare, request)) = next {
@@ -323,20 +377,17 @@ impl EventLoop {
                 }
             }
             Op::Get(get) => {
-                let Some(tally) = &get.tally else { return };
-                // "Not found" from the first Q replicas is not enough while other replicas can
-                // still answer: right after the membership changed, the nearest peers may be
-                // newcomers the record has not been handed to yet.
-                let found = get.replies.iter().any(|(_, r)| r.is_some());
-                if get.reply.is_some() && tally.met() && (found || tally.in_flight == 0) {
-                    let report = get.report(tally);
-                    tracing::debug!(op, replies = report.replies, elapsed = ?report.elapsed, "get: quorum met");
+                let verdict = get.search.verdict();
+                if get.reply.is_some() && verdict == Verdict::Ready {
+                    let report = get.report();
+                    tracing::debug!(op, replies = report.replies, asked = report.asked, elapsed = ?report.elapsed, "get: quorum met");
                     if let Some(reply) = get.reply.take() {
                         let _ = reply.send(Ok(report));
                     }
                 }
-                let done = tally.in_flight == 0;
-                if get.reply.is_some() && tally.impossible() && done {
+                let done = get.search.in_flight() == 0;
+                if get.reply.is_some() && verdict == Verdict::Impossible && done {
+                    // Waited for the answers in flight so the error counts them.
                     let err = self.quorum_error(op);
                     if let Some(Op::Get(get)) = self.ops.get_mut(&op) {
                         if let Some(reply) = get.reply.take() {
@@ -357,7 +408,16 @@ impl EventLoop {
             Some(Op::Put(put)) => {
                 (if put.record.is_tombstone() { "del" } else { "put" }, put.tally.as_ref())
             }
-            Some(Op::Get(get)) => ("get", get.tally.as_ref()),
+            Some(Op::Get(get)) => {
+                return Error::QuorumNotMet {
+                    op: "get",
+                    acked: get.search.answered().0,
+                    needed: get.search.needed(),
+                    replicas: get.search.replicas(),
+                    known,
+                    failures: get.search.failures.clone(),
+                }
+            }
             None => ("op", None),
         };
         match tally {
@@ -397,9 +457,9 @@ impl EventLoop {
     /// replier that lacked it.
     fn finish_get(&mut self, op: OpId) {
         let Some(Op::Get(get)) = self.ops.remove(&op) else { return };
-        let Some(newest) = get.newest() else { return };
+        let Some(newest) = get.search.newest() else { return };
         let local = self.local_peer_id();
-        for peer in placement::stale(&newest, &get.replies) {
+        for peer in get.search.stale(&newest) {
             tracing::debug!(key = %get.key, %peer, version = %newest.version, "read repair");
             if peer == local {
                 let _ = self.accept(newest.clone());
@@ -422,10 +482,9 @@ impl EventLoop {
                 .tally
                 .as_ref()
                 .map_or((0, 1, lookup_stuck()), |t| (t.ok.len(), t.needed, t.failures.clone())),
-            Some(Op::Get(get)) => get
-                .tally
-                .as_ref()
-                .map_or((0, 1, lookup_stuck()), |t| (t.ok.len(), t.needed, t.failures.clone())),
+            Some(Op::Get(get)) => {
+                (get.search.answered().0, get.search.needed(), get.search.failures.clone())
+            }
             None => return,
         };
         let err = Error::Timeout { after: self.config.timeout, acked, needed, failures };

@@ -177,7 +177,7 @@ impl Peer {
                 let report = n.get(key).await.map_err(err)?;
                 Ok(GetOut {
                     value: report.value().map(<[u8]>::to_vec),
-                    requests: None,
+                    requests: Some(u32::try_from(report.asked).unwrap_or(u32::MAX)),
                     replicas: Some(report.replicas),
                     local: false,
                 })

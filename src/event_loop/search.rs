@@ -1,0 +1,344 @@
+//! The read path's search: finding a key's replicas and their answers in one iterative walk,
+//! without a Kademlia lookup first.
+//!
+//! A get asks at once the R peers nearest to the key that the local routing table (and the
+//! local peer) knows. Every remote answer carries, besides the record, the peers the replier
+//! knows nearest to the key; they join the candidates, and whenever the R nearest candidates
+//! change the newcomers are asked too. A peer that fails drops out and the next candidate takes
+//! its place. The get is answered once Q of the current R nearest have answered and one of them
+//! holds a record, or once all R nearest have answered (then "not found" needs Q answers too).
+//!
+//! Peers near a key know their neighbourhood in full (their nearest buckets are never full), so
+//! the replicas' hints name the true replica set: when the local table already holds the nearest
+//! peers the get ends after one round trip, otherwise after one or two more. The search is
+//! plain data: the event loop sends what [`Search::next_to_ask`] returns and feeds the answers back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use libp2p::kad::{KBucketDistance, KBucketKey};
+use libp2p::PeerId;
+
+use crate::placement;
+use crate::record::Record;
+
+/// How many failure reasons an error message carries.
+const MAX_REASONS: usize = 4;
+
+/// Where one candidate stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Known, not asked.
+    Waiting,
+    /// Asked, no answer yet.
+    Asked,
+    /// Answered with what it holds.
+    Answered(Option<Record>),
+    /// Could not be asked or sent a bad answer.
+    Failed,
+}
+
+/// What the search says now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Answers are still to come.
+    Pending,
+    /// Enough answers: the newest record (or its absence) can be returned.
+    Ready,
+    /// Too few of the nearest peers can answer.
+    Impossible,
+}
+
+/// The candidates of one get and what each answered.
+#[derive(Debug)]
+pub(crate) struct Search {
+    target: KBucketKey<Vec<u8>>,
+    replication: usize,
+    quorum: Option<usize>,
+    /// Every candidate, nearest first (distances of distinct peers never tie).
+    ranked: BTreeMap<KBucketDistance, PeerId>,
+    state: HashMap<PeerId, Reach>,
+    /// Requests sent so far, and the most this search may send.
+    asked: usize,
+    budget: usize,
+    /// Why some peers failed (first few).
+    pub failures: Vec<String>,
+}
+
+impl Search {
+    /// A search for `key` that asks the `replication` nearest peers, needs `quorum` answers
+    /// (a majority of the replicas when `None`) and sends at most `budget` requests.
+    pub fn new(key: &str, replication: usize, quorum: Option<usize>, budget: usize) -> Self {
+        Self {
+            target: KBucketKey::new(key.as_bytes().to_vec()),
+            replication: replication.max(1),
+            quorum,
+            ranked: BTreeMap::new(),
+            state: HashMap::new(),
+            asked: 0,
+            budget,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Adds a candidate; `false` when it was known already.
+    pub fn offer(&mut self, peer: PeerId) -> bool {
+        if self.state.contains_key(&peer) {
+            return false;
+        }
+        self.ranked.insert(self.target.distance(&KBucketKey::from(peer)), peer);
+        self.state.insert(peer, Reach::Waiting);
+        true
+    }
+
+    /// The R nearest candidates that have not failed, nearest first.
+    fn top(&self) -> impl Iterator<Item = (&PeerId, &Reach)> {
+        self.ranked
+            .values()
+            .filter_map(|p| self.state.get(p).map(|s| (p, s)))
+            .filter(|(_, s)| **s != Reach::Failed)
+            .take(self.replication)
+    }
+
+    /// The peers to ask now (the nearest not asked yet, within the budget), marked as asked.
+    pub fn next_to_ask(&mut self) -> Vec<PeerId> {
+        let waiting: Vec<PeerId> =
+            self.top().filter(|(_, s)| **s == Reach::Waiting).map(|(p, _)| *p).collect();
+        let room = self.budget.saturating_sub(self.asked);
+        let ask: Vec<PeerId> = waiting.into_iter().take(room).collect();
+        for p in &ask {
+            self.state.insert(*p, Reach::Asked);
+        }
+        self.asked += ask.len();
+        ask
+    }
+
+    /// Records `peer`'s answer (ignored unless it was asked and has not answered).
+    pub fn answer(&mut self, peer: PeerId, record: Option<Record>) {
+        if let Some(s) = self.state.get_mut(&peer) {
+            if *s == Reach::Asked {
+                *s = Reach::Answered(record);
+            }
+        }
+    }
+
+    /// Records that `peer` could not answer.
+    pub fn fail(&mut self, peer: PeerId, reason: impl std::fmt::Display) {
+        if let Some(s) = self.state.get_mut(&peer) {
+            *s = Reach::Failed;
+            if self.failures.len() < MAX_REASONS {
+                self.failures.push(format!("{}: {reason}", super::ops::short(&peer)));
+            }
+        }
+    }
+
+    /// Answers needed: the quorum asked for, else a majority of the replicas there can be
+    /// among the candidates known (failures do not lower it).
+    pub fn needed(&self) -> usize {
+        let known = self.state.len();
+        self.quorum.unwrap_or_else(|| placement::majority(self.replication.min(known).max(1)))
+    }
+
+    /// Requests sent and not answered (also of peers no longer among the nearest).
+    pub fn in_flight(&self) -> usize {
+        self.state.values().filter(|s| **s == Reach::Asked).count()
+    }
+
+    /// Requests sent in all.
+    pub fn asked(&self) -> usize {
+        self.asked
+    }
+
+    /// How many of the nearest candidates have answered, and how many of them hold a record.
+    pub fn answered(&self) -> (usize, usize) {
+        self.top().fold((0, 0), |(n, found), (_, s)| match s {
+            Reach::Answered(r) => (n + 1, found + usize::from(r.is_some())),
+            _ => (n, found),
+        })
+    }
+
+    /// How many replicas the search settles on (R, or fewer when fewer peers are left).
+    pub fn replicas(&self) -> usize {
+        self.top().count()
+    }
+
+    /// Whether the get can be answered now, must wait, or cannot be answered.
+    pub fn verdict(&self) -> Verdict {
+        let (answered, found) = self.answered();
+        let needed = self.needed();
+        let room = self.asked < self.budget;
+        let open = self.top().any(|(_, s)| *s == Reach::Asked || (*s == Reach::Waiting && room));
+        if answered >= needed && (found > 0 || !open) {
+            Verdict::Ready
+        } else if open {
+            Verdict::Pending
+        } else {
+            Verdict::Impossible
+        }
+    }
+
+    /// The newest record any asked peer answered with.
+    pub fn newest(&self) -> Option<Record> {
+        placement::newest(self.state.values().filter_map(|s| match s {
+            Reach::Answered(r) => Some(r),
+            _ => None,
+        }))
+        .cloned()
+    }
+
+    /// The nearest candidates that answered with nothing or with a record older than
+    /// `newest`: where read repair sends it.
+    pub fn stale(&self, newest: &Record) -> Vec<PeerId> {
+        let replies: Vec<(PeerId, Option<Record>)> = self
+            .top()
+            .filter_map(|(p, s)| match s {
+                Reach::Answered(r) => Some((*p, r.clone())),
+                _ => None,
+            })
+            .collect();
+        placement::stale(newest, &replies)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Hlc;
+    use libp2p::identity::Keypair;
+
+    fn record(key: &str, version: u64) -> Record {
+        let kp = Keypair::generate_ed25519();
+        Record::sign(&kp, key.into(), Some(b"v".to_vec()), Hlc::new(version, 0), None)
+            .expect("sign")
+    }
+
+    fn peers(n: usize) -> Vec<PeerId> {
+        (0..n).map(|_| PeerId::random()).collect()
+    }
+
+    #[test]
+    fn asks_the_nearest_r_and_answers_at_q_with_a_record() {
+        let mut s = Search::new("k", 3, None, 10);
+        let all = peers(6);
+        for p in &all {
+            s.offer(*p);
+        }
+        let nearest = placement::rank("k", all.clone());
+        let ask = s.next_to_ask();
+        assert_eq!(ask, nearest[..3].to_vec());
+        assert!(s.next_to_ask().is_empty(), "nobody is asked twice");
+        s.answer(ask[0], Some(record("k", 1)));
+        assert_eq!(s.verdict(), Verdict::Pending);
+        s.answer(ask[1], None);
+        assert_eq!(s.verdict(), Verdict::Ready);
+        assert_eq!(s.needed(), 2);
+        assert_eq!(s.in_flight(), 1);
+    }
+
+    #[test]
+    fn not_found_waits_for_every_nearest_peer() {
+        let mut s = Search::new("k", 3, None, 10);
+        for p in peers(3) {
+            s.offer(p);
+        }
+        let ask = s.next_to_ask();
+        s.answer(ask[0], None);
+        s.answer(ask[1], None);
+        assert_eq!(s.verdict(), Verdict::Pending, "the third may hold it");
+        s.answer(ask[2], Some(record("k", 1)));
+        assert_eq!(s.verdict(), Verdict::Ready);
+        assert!(s.newest().is_some());
+    }
+
+    #[test]
+    fn a_nearer_peer_learnt_from_an_answer_is_asked_and_counts() {
+        let all = placement::rank("k", peers(5));
+        let mut s = Search::new("k", 2, None, 10);
+        s.offer(all[3]);
+        s.offer(all[4]);
+        let first = s.next_to_ask();
+        assert_eq!(first, vec![all[3], all[4]]);
+        s.answer(all[3], None);
+        // The answer names two nearer peers: they displace the first ones.
+        s.offer(all[0]);
+        s.offer(all[1]);
+        assert_eq!(s.verdict(), Verdict::Pending);
+        assert_eq!(s.next_to_ask(), vec![all[0], all[1]]);
+        let r = record("k", 2);
+        s.answer(all[0], Some(r.clone()));
+        s.answer(all[1], Some(r));
+        assert_eq!(s.verdict(), Verdict::Ready);
+        assert_eq!(s.answered(), (2, 2));
+        assert_eq!(s.in_flight(), 1, "the displaced peer's request is still out");
+        // Repair goes to the nearest only, never to the displaced peer that held nothing.
+        let newest = s.newest().expect("found");
+        assert!(s.stale(&newest).is_empty());
+    }
+
+    #[test]
+    fn a_failed_peer_is_replaced_by_the_next_candidate() {
+        let all = placement::rank("k", peers(4));
+        let mut s = Search::new("k", 3, None, 10);
+        for p in &all {
+            s.offer(*p);
+        }
+        assert_eq!(s.next_to_ask(), all[..3].to_vec());
+        s.fail(all[0], "unreachable");
+        assert_eq!(s.next_to_ask(), vec![all[3]]);
+        assert_eq!(s.failures.len(), 1);
+        s.answer(all[1], None);
+        s.answer(all[3], Some(record("k", 1)));
+        assert_eq!(s.verdict(), Verdict::Ready);
+        // Failures do not lower the quorum: with one peer left it cannot be met.
+        s.fail(all[2], "unreachable");
+        assert_eq!(s.needed(), 2);
+        assert_eq!(s.answered(), (2, 1));
+        let mut lone = Search::new("k", 3, None, 10);
+        for p in &all {
+            lone.offer(*p);
+        }
+        lone.next_to_ask();
+        for p in &all[..3] {
+            lone.fail(*p, "gone");
+        }
+        assert_eq!(lone.next_to_ask(), vec![all[3]]);
+        lone.answer(all[3], None);
+        assert_eq!(lone.verdict(), Verdict::Impossible);
+    }
+
+    #[test]
+    fn impossible_when_too_few_can_answer_and_the_budget_bounds_requests() {
+        let all = placement::rank("k", peers(5));
+        let mut s = Search::new("k", 3, Some(3), 4);
+        for p in &all {
+            s.offer(*p);
+        }
+        assert_eq!(s.next_to_ask().len(), 3);
+        s.fail(all[0], "gone");
+        s.fail(all[1], "gone");
+        assert_eq!(s.next_to_ask(), vec![all[3]], "one request left in the budget");
+        s.answer(all[2], None);
+        s.answer(all[3], None);
+        assert_eq!(s.verdict(), Verdict::Impossible, "all[4] is beyond the budget");
+        assert_eq!(s.asked(), 4);
+    }
+
+    #[test]
+    fn the_newest_answer_wins_and_older_nearest_peers_are_repaired() {
+        let all = placement::rank("k", peers(3));
+        let mut s = Search::new("k", 3, None, 10);
+        for p in &all {
+            s.offer(*p);
+        }
+        s.next_to_ask();
+        s.answer(all[0], Some(record("k", 1)));
+        s.answer(all[1], Some(record("k", 5)));
+        s.answer(all[2], None);
+        let newest = s.newest().expect("found");
+        assert_eq!(newest.version, Hlc::new(5, 0));
+        let mut stale = s.stale(&newest);
+        stale.sort();
+        let mut want = vec![all[0], all[2]];
+        want.sort();
+        assert_eq!(stale, want);
+    }
+}
