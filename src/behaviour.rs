@@ -76,6 +76,13 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
             // up with PUT_VALUE / ADD_PROVIDER from peers (with filtering, nothing is stored
             // unless we store it, and we never do).
             kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+            // Peers enter the routing table only through identify (the event loop's
+            // `add_route`), never by Kademlia on its own: it would also insert peers that do not
+            // serve our protocols, and on a full bucket whose oldest entry is merely idle it
+            // dials that entry to test it — with short idle timeouts every new connection then
+            // opens another one, without end (in a 100-peer overlay with a 10 s idle timeout,
+            // ~150 dials/s and 3 MB/s of idle traffic).
+            kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
             let mut kad =
                 kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));

@@ -161,6 +161,9 @@ pub struct NodeInfo {
     pub replication: usize,
     /// Operations in flight.
     pub pending_ops: usize,
+    /// Connections opened since the start, both ways (a figure that keeps growing on an idle
+    /// overlay means lookups or redials are still running).
+    pub connections_opened: u64,
 }
 
 /// A record held locally, as `keys` lists it.

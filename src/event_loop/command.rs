@@ -245,7 +245,7 @@ impl EventLoop {
             }));
             return;
         }
-        self.swarm.behaviour_mut().kad.add_address(&peer, transport.clone());
+        self.add_route(peer, transport.clone());
         if self.swarm.is_connected(&peer) {
             self.run_bootstrap(peer, reply);
             return;
@@ -341,6 +341,7 @@ impl EventLoop {
             peer_id: self.local_peer_id(),
             listen_addrs: self.dialable_listen_addrs(),
             connected_peers: self.swarm.connected_peers().count(),
+            connections_opened: self.connections_opened,
             routing_table: self.routing_table_len(),
             kv_peers: self.kv_support.values().filter(|v| **v).count(),
             records: self.store.len(),

@@ -145,6 +145,8 @@ pub(crate) struct EventLoop {
     next_upkeep: Instant,
     /// Store and upkeep counters for `stats`.
     stats: crate::command::Stats,
+    /// Connections established since the start.
+    connections_opened: u64,
     /// What the last upkeep round would offer each peer, for the digests a mismatch asks for.
     upkeep_offers: HashMap<PeerId, Vec<(String, crate::clock::Hlc)>>,
     /// Earliest time of the next save of the peers.
@@ -210,6 +212,7 @@ impl EventLoop {
             peers_dirty: false,
             next_upkeep: Instant::now() + upkeep_interval,
             stats: crate::command::Stats::default(),
+            connections_opened: 0,
             upkeep_offers: HashMap::new(),
             next_peer_save: Instant::now(),
             clock: Clock::new(),

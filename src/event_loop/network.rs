@@ -3,7 +3,7 @@
 use libp2p::kad::{self, QueryResult};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{identify, mdns, ping, PeerId};
+use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
 
 use super::{
     DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, KEEP_CONNECTED_MIN_IDLE,
@@ -48,6 +48,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.connections_opened += 1;
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     match dial.purpose {
                         DialPurpose::Dial(reply) => {
@@ -211,7 +212,7 @@ impl EventLoop {
         if speaks_kad {
             self.no_kad.remove(&peer_id);
             for addr in &info.listen_addrs {
-                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                self.add_route(peer_id, addr.clone());
             }
         } else {
             // mDNS, a bootstrap or a dial may have put it there: it cannot route for us.
@@ -229,6 +230,23 @@ impl EventLoop {
                 self.bootstraps_awaiting_identify.push((peer, deadline, reply));
             }
         }
+    }
+
+    /// Puts `peer` (or another address of it) into the routing table, unless its bucket is
+    /// full of other peers: a full bucket keeps the peers it has (Kademlia prefers long-lived
+    /// peers; a dead one is dropped when a ping or dial to it fails, which makes room). Asking
+    /// Kademlia to insert it anyway would dial the bucket's oldest entry to test it.
+    pub(super) fn add_route(&mut self, peer: PeerId, addr: Multiaddr) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let full = kad.kbucket(peer).is_some_and(|bucket| {
+            bucket.num_entries() >= kad::K_VALUE.get()
+                && !bucket.iter().any(|e| *e.node.key.preimage() == peer)
+        });
+        if full {
+            tracing::trace!(%peer, "bucket full: not added to the routing table");
+            return;
+        }
+        kad.add_address(&peer, addr);
     }
 
     /// A peer that stops answering pings is gone: close the connection and drop it from the

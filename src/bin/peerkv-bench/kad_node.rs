@@ -121,6 +121,8 @@ struct Loop {
     commands: mpsc::Receiver<Cmd>,
     pending: HashMap<QueryId, (Instant, Pending)>,
     op_timeout: Duration,
+    /// Connections established since the start.
+    opened: u64,
 }
 
 fn build(params: &KadParams) -> Result<Swarm<Baseline>, String> {
@@ -184,8 +186,13 @@ impl KadPeer {
         let peer_id = *swarm.local_peer_id();
         let addr = addr.with(Protocol::P2p(peer_id));
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
-        let event_loop =
-            Loop { swarm, commands: rx, pending: HashMap::new(), op_timeout: params.op_timeout };
+        let event_loop = Loop {
+            swarm,
+            commands: rx,
+            pending: HashMap::new(),
+            op_timeout: params.op_timeout,
+            opened: 0,
+        };
         tokio::spawn(event_loop.run());
         Ok(KadPeer { commands: tx, peer_id, addr })
     }
@@ -318,7 +325,8 @@ impl Loop {
             Cmd::Overlay { reply } => {
                 let routing_table = self.kad().kbuckets().map(|b| b.num_entries()).sum();
                 let connected = self.swarm.connected_peers().count();
-                let _ = reply.send(Ok(Overlay { routing_table, connected }));
+                let opened = self.opened;
+                let _ = reply.send(Ok(Overlay { routing_table, connected, opened }));
             }
             Cmd::Bootstrap { addr, reply } => {
                 let mut transport = addr.clone();
@@ -344,6 +352,7 @@ impl Loop {
 
     fn event(&mut self, event: SwarmEvent<BaselineEvent>) {
         match event {
+            SwarmEvent::ConnectionEstablished { .. } => self.opened += 1,
             SwarmEvent::Behaviour(BaselineEvent::Kad(event)) => {
                 if let kad::Event::OutboundQueryProgressed { id, result, stats, step } = *event {
                     self.query(id, result, stats.num_requests(), step.last);

@@ -64,6 +64,8 @@ pub struct Overlay {
     pub routing_table: usize,
     /// Peers with an open connection.
     pub connected: usize,
+    /// Connections opened since the start.
+    pub opened: u64,
 }
 
 /// Settings shared by both systems.
@@ -219,7 +221,11 @@ impl Peer {
         match self {
             Peer::Peerkv(n) => {
                 let info = n.info().await.map_err(err)?;
-                Ok(Overlay { routing_table: info.routing_table, connected: info.connected_peers })
+                Ok(Overlay {
+                    routing_table: info.routing_table,
+                    connected: info.connected_peers,
+                    opened: info.connections_opened,
+                })
             }
             Peer::Kad(k) => k.overlay().await,
         }

@@ -274,38 +274,44 @@ async fn spawn_peers(
     Ok((peers, startup))
 }
 
-async fn overlay(peers: &[Peer]) -> (usize, usize, usize, usize) {
+/// Routing-table entries in all, the smallest table, open connections, connections opened
+/// since the start, and how many peers answered.
+async fn overlay(peers: &[Peer]) -> (usize, usize, usize, u64, usize) {
     let infos = join_all(peers.iter().map(|p| p.overlay())).await;
     let ok: Vec<_> = infos.into_iter().filter_map(Result::ok).collect();
     let total = ok.iter().map(|o| o.routing_table).sum();
     let min = ok.iter().map(|o| o.routing_table).min().unwrap_or(0);
     let connected: usize = ok.iter().map(|o| o.connected).sum();
-    (total, min, connected / 2, ok.len())
+    // Each connection is counted at both ends.
+    let opened: u64 = ok.iter().map(|o| o.opened).sum::<u64>() / 2;
+    (total, min, connected / 2, opened, ok.len())
 }
 
-/// Waits until the overlay settled: routing-table sizes unchanged and no new connections for
-/// [`SETTLE_STREAK`] polls in a row (no more lookups opening connections: the bootstraps are
-/// over; idle connections closing does not count). Then measures the idle background traffic for [`BACKGROUND_WINDOW`].
+/// Waits until the overlay settled: routing-table sizes unchanged and (almost) no connection
+/// opened for [`SETTLE_STREAK`] polls in a row — the bootstraps' bucket refreshes are over;
+/// idle connections closing does not count. Then measures the idle background traffic for
+/// [`BACKGROUND_WINDOW`].
 async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     let start = Instant::now();
-    let mut last: Option<(usize, usize)> = None;
+    let mut last: Option<(usize, u64)> = None;
     let mut streak = 0;
     let mut base = Instant::now();
     let mut out = Settle::default();
     loop {
-        let (total, min, connections, answered) = overlay(peers).await;
+        let (total, min, connections, opened, answered) = overlay(peers).await;
         let now = Instant::now();
         let close = |a: usize, b: usize| a.abs_diff(b) <= (b / 200).max(1);
         // Idle connections closing is no change: only new ones (lookups still running) are.
-        let stable =
-            last.is_some_and(|(t, c)| close(total, t) && connections <= c + (c / 200).max(1));
+        // A few per poll are allowed (a ping that failed, a peer redialed).
+        let quiet = |o: u64| opened.saturating_sub(o) <= (peers.len() as u64 / 50).max(1);
+        let stable = last.is_some_and(|(t, o)| close(total, t) && quiet(o));
         if stable {
             streak += 1;
         } else {
             streak = 0;
             base = now;
         }
-        last = Some((total, connections));
+        last = Some((total, opened));
         out.routing_table_mean = total as f64 / answered.max(1) as f64;
         out.routing_table_min = min;
         out.connections = connections;
@@ -611,7 +617,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
         ),
     );
 
-    let (_, _, connections, _) = overlay(&peers).await;
+    let (_, _, connections, _, _) = overlay(&peers).await;
     let rss_after = sys::rss_bytes();
     let n = w.nodes.max(1) as u64;
     result.memory = Memory {
