@@ -70,6 +70,9 @@ pub struct GetReport {
     /// Requests sent by the time the get returned: the replicas, and nearer peers learnt from
     /// their answers.
     pub asked: usize,
+    /// Round trips on the longest path to an answer that counted: 1 when the local routing
+    /// table held the replicas, one more per hand-on to nearer peers (0: answered locally).
+    pub hops: u8,
     /// From the call to the Q-th answer.
     pub elapsed: Duration,
 }

@@ -231,6 +231,7 @@ fn render_json(op: &str, result: &Result<Outcome, String>) -> Value {
                 "replies": r.replies,
                 "replicas": r.replicas,
                 "asked": r.asked,
+                "hops": r.hops,
                 "needed": r.needed,
                 "elapsed_ms": ms(r.elapsed),
             });

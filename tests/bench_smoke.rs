@@ -115,6 +115,8 @@ const PHASE: &[&str] = &[
     "local_hits",
     "evicted",
     "requests_per_op",
+    "hops_per_op",
+    "hops_max",
     "replicas_per_op",
     "cpu_s_per_op",
     "wire_packets_per_op",
@@ -159,6 +161,14 @@ fn check_document(doc: &Value) {
         // Gets are timed from peers without a copy: none is a local read.
         assert_eq!(s["get"]["local_hits"], 0, "{name}");
         assert_eq!(s["get"]["latency"]["samples"], 50, "{name}");
+        if name == "peerkv" {
+            // peerkv reports the requests and round trips of its gets: at least one each, and
+            // in a settled 10-peer overlay every table holds the replicas: one round trip (two
+            // if a table missed a peer for a moment).
+            assert!(field(s, "get/requests_per_op").as_f64().unwrap() >= 1.0);
+            let hops = field(s, "get/hops_max").as_u64().unwrap();
+            assert!((1..=2).contains(&hops), "{name}: a get took {hops} round trips");
+        }
         // What Linux always lets us measure is there.
         for path in [
             "get/latency/median_ms",

@@ -186,9 +186,9 @@ impl EventLoop {
             self.config.read_quorum,
             (SEARCH_BUDGET_PER_REPLICA * replication).max(SEARCH_BUDGET_MIN),
         );
-        search.offer(self.local_peer_id());
+        search.offer(self.local_peer_id(), 0);
         for (peer, _) in self.nearest_known(&key, 2 * replication) {
-            search.offer(peer);
+            search.offer(peer, 1);
         }
         let now = Instant::now();
         let id = self.new_op_id();

@@ -138,6 +138,7 @@ impl PendingGet {
             replicas: self.search.replicas(),
             needed: self.search.needed(),
             asked: self.search.asked(),
+            hops: self.search.hops(),
             elapsed: self.started.elapsed(),
         }
     }

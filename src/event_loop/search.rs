@@ -57,6 +57,9 @@ pub(crate) struct Search {
     /// Every candidate, nearest first (distances of distinct peers never tie).
     ranked: BTreeMap<KBucketDistance, PeerId>,
     state: HashMap<PeerId, Reach>,
+    /// Round trips from the start to each candidate's answer: 1 for peers the local table
+    /// knew, d + 1 for peers an answer of depth d named, 0 for the local peer.
+    depth: HashMap<PeerId, u8>,
     /// Requests sent so far, and the most this search may send.
     asked: usize,
     budget: usize,
@@ -74,20 +77,39 @@ impl Search {
             quorum,
             ranked: BTreeMap::new(),
             state: HashMap::new(),
+            depth: HashMap::new(),
             asked: 0,
             budget,
             failures: Vec::new(),
         }
     }
 
-    /// Adds a candidate; `false` when it was known already.
-    pub fn offer(&mut self, peer: PeerId) -> bool {
+    /// Adds a candidate `depth` round trips away (see [`Search::hops`]); `false` when it was
+    /// known already.
+    pub fn offer(&mut self, peer: PeerId, depth: u8) -> bool {
         if self.state.contains_key(&peer) {
             return false;
         }
         self.ranked.insert(self.target.distance(&KBucketKey::from(peer)), peer);
         self.state.insert(peer, Reach::Waiting);
+        self.depth.insert(peer, depth);
         true
+    }
+
+    /// How far from the start `peer`'s answer is: the depth to give the peers it names, less one.
+    pub fn depth(&self, peer: &PeerId) -> u8 {
+        self.depth.get(peer).copied().unwrap_or(1)
+    }
+
+    /// Round trips on the longest path to an answer that counts: 1 when the local table held
+    /// the replicas, 2 when one of them was learnt from a first answer, and so on (the
+    /// Kademlia "hops" of the get).
+    pub fn hops(&self) -> u8 {
+        self.top()
+            .filter(|(_, s)| matches!(s, Reach::Answered(_)))
+            .map(|(p, _)| self.depth(p))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The R nearest candidates that have not failed, nearest first.
@@ -220,7 +242,7 @@ mod tests {
         let mut s = Search::new("k", 3, None, 10);
         let all = peers(6);
         for p in &all {
-            s.offer(*p);
+            s.offer(*p, 1);
         }
         let nearest = placement::rank("k", all.clone());
         let ask = s.next_to_ask();
@@ -238,7 +260,7 @@ mod tests {
     fn not_found_waits_for_every_nearest_peer() {
         let mut s = Search::new("k", 3, None, 10);
         for p in peers(3) {
-            s.offer(p);
+            s.offer(p, 1);
         }
         let ask = s.next_to_ask();
         s.answer(ask[0], None);
@@ -253,14 +275,14 @@ mod tests {
     fn a_nearer_peer_learnt_from_an_answer_is_asked_and_counts() {
         let all = placement::rank("k", peers(5));
         let mut s = Search::new("k", 2, None, 10);
-        s.offer(all[3]);
-        s.offer(all[4]);
+        s.offer(all[3], 1);
+        s.offer(all[4], 1);
         let first = s.next_to_ask();
         assert_eq!(first, vec![all[3], all[4]]);
         s.answer(all[3], None);
         // The answer names two nearer peers: they displace the first ones.
-        s.offer(all[0]);
-        s.offer(all[1]);
+        s.offer(all[0], 1);
+        s.offer(all[1], 1);
         assert_eq!(s.verdict(), Verdict::Pending);
         assert_eq!(s.next_to_ask(), vec![all[0], all[1]]);
         let r = record("k", 2);
@@ -268,6 +290,7 @@ mod tests {
         s.answer(all[1], Some(r));
         assert_eq!(s.verdict(), Verdict::Ready);
         assert_eq!(s.answered(), (2, 2));
+        assert_eq!(s.hops(), 1, "every peer was offered at depth 1 here");
         assert_eq!(s.in_flight(), 1, "the displaced peer's request is still out");
         // Repair goes to the nearest only, never to the displaced peer that held nothing.
         let newest = s.newest().expect("found");
@@ -279,7 +302,7 @@ mod tests {
         let all = placement::rank("k", peers(4));
         let mut s = Search::new("k", 3, None, 10);
         for p in &all {
-            s.offer(*p);
+            s.offer(*p, 1);
         }
         assert_eq!(s.next_to_ask(), all[..3].to_vec());
         s.fail(all[0], "unreachable");
@@ -294,7 +317,7 @@ mod tests {
         assert_eq!(s.answered(), (2, 1));
         let mut lone = Search::new("k", 3, None, 10);
         for p in &all {
-            lone.offer(*p);
+            lone.offer(*p, 1);
         }
         lone.next_to_ask();
         for p in &all[..3] {
@@ -310,7 +333,7 @@ mod tests {
         let all = placement::rank("k", peers(5));
         let mut s = Search::new("k", 3, Some(3), 4);
         for p in &all {
-            s.offer(*p);
+            s.offer(*p, 1);
         }
         assert_eq!(s.next_to_ask().len(), 3);
         s.fail(all[0], "gone");
@@ -327,7 +350,7 @@ mod tests {
         let all = placement::rank("k", peers(3));
         let mut s = Search::new("k", 3, None, 10);
         for p in &all {
-            s.offer(*p);
+            s.offer(*p, 1);
         }
         s.next_to_ask();
         s.answer(all[0], Some(record("k", 1)));

@@ -220,12 +220,15 @@ impl EventLoop {
 
     /// Adds the peers a fetch answer named to `op`'s search, and the addresses of the new ones
     /// to the swarm so they can be dialed.
-    fn learn_near(&mut self, op: OpId, near: Vec<(PeerId, Vec<Multiaddr>)>) {
+    fn learn_near(&mut self, op: OpId, from: PeerId, near: Vec<(PeerId, Vec<Multiaddr>)>) {
         let local = self.local_peer_id();
         let Some(Op::Get(get)) = self.ops.get_mut(&op) else { return };
+        let depth = get.search.depth(&from).saturating_add(1);
         let mut learnt = Vec::new();
         for (peer, addrs) in near.into_iter().take(MAX_NEAR) {
-            if peer != local && self.kv_support.get(&peer) != Some(&false) && get.search.offer(peer)
+            if peer != local
+                && self.kv_support.get(&peer) != Some(&false)
+                && get.search.offer(peer, depth)
             {
                 learnt.push((peer, addrs));
             }
@@ -300,7 +303,7 @@ impl EventLoop {
                     }
                 };
                 if failure.is_none() {
-                    self.learn_near(op, near);
+                    self.learn_near(op, peer, near);
                     return self.step_get(op);
                 }
                 failure

@@ -388,6 +388,7 @@ impl Loop {
                     let _ = reply.send(Ok(GetOut {
                         value: Some(found.record.value),
                         requests: Some(requests),
+                        hops: None,
                         replicas: None,
                         local: found.peer.is_none(),
                     }));

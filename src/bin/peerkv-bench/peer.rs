@@ -42,6 +42,8 @@ pub struct GetOut {
     pub value: Option<Vec<u8>>,
     /// Requests the origin sent before the answer, where the system reports it.
     pub requests: Option<u32>,
+    /// Round trips on the longest path to the answer, where the system reports it.
+    pub hops: Option<u8>,
     /// Replicas asked, where the system reports it.
     pub replicas: Option<usize>,
     /// Answered from the local store.
@@ -180,6 +182,7 @@ impl Peer {
                 Ok(GetOut {
                     value: report.value().map(<[u8]>::to_vec),
                     requests: Some(u32::try_from(report.asked).unwrap_or(u32::MAX)),
+                    hops: Some(report.hops),
                     replicas: Some(report.replicas),
                     local: false,
                 })

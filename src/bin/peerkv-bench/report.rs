@@ -79,6 +79,11 @@ pub struct Phase {
     /// Requests the origin sent per operation, where the system reports them (libp2p-kad's
     /// `QueryStats::num_requests`: lookup and value requests together).
     pub requests_per_op: Option<f64>,
+    /// Round trips on the longest path to the answer, mean over operations, where the system
+    /// reports it (peerkv's gets).
+    pub hops_per_op: Option<f64>,
+    /// The most round trips one operation took.
+    pub hops_max: Option<u8>,
     /// Replicas asked per operation, where the system reports it (peerkv's reports).
     pub replicas_per_op: Option<f64>,
     /// CPU seconds of the whole process during the phase, per operation.
@@ -407,6 +412,10 @@ pub fn markdown(doc: &RunDoc) -> String {
                 ),
                 None,
             )
+        }),
+        ("get hops mean (max)", |s| {
+            let max = s.get.hops_max.map_or_else(|| "–".to_owned(), |m| m.to_string());
+            (format!("{} ({max})", num(s.get.hops_per_op, 2)), None)
         }),
         ("replicas asked per get / put", |s| {
             (format!("{} / {}", num(s.get.replicas_per_op, 1), num(s.put.replicas_per_op, 1)), None)

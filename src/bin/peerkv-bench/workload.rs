@@ -126,6 +126,7 @@ struct Acc {
     ok: usize,
     latencies: Vec<f64>,
     requests: Vec<u32>,
+    hops: Vec<u8>,
     replicas: Vec<usize>,
     local_hits: usize,
     evicted: usize,
@@ -167,6 +168,8 @@ impl Acc {
             local_hits: self.local_hits,
             evicted: self.evicted,
             requests_per_op: Self::mean(&self.requests),
+            hops_per_op: Self::mean(&self.hops),
+            hops_max: self.hops.iter().max().copied(),
             replicas_per_op: Self::mean(&replicas),
             cpu_s_per_op: cpu,
             wire_packets_per_op: wire.and_then(|(_, p)| per_op(p as f64)),
@@ -404,6 +407,7 @@ async fn timed_get(peer: &Peer, key: &str, want: &[u8], limit: Duration, acc: &R
                 acc.latencies.push(ms);
             }
             acc.requests.extend(out.requests);
+            acc.hops.extend(out.hops);
             acc.replicas.extend(out.replicas);
         }
         Ok(Ok(out)) => {
@@ -642,11 +646,11 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
 
 fn not_measured(w: &Workload) -> Vec<String> {
     let mut out = vec![
-        "lookup hops: neither system reports them (libp2p-kad's QueryStats counts requests, not hops)".to_owned(),
+        "lookup hops: libp2p-kad's QueryStats counts requests, not hops; peerkv reports them for gets (hops_per_op), not for its put's libp2p-kad lookup".to_owned(),
     ];
     match w.system {
         System::Peerkv => out.push(
-            "requests_per_op: peerkv's public API reports the replicas asked (replicas_per_op), not the Kademlia requests of its lookup; the kad system's lookup row is the same libp2p-kad lookup on default settings".into(),
+            "requests_per_op of puts and lookups: peerkv's API reports the Fetch requests of a get (requests_per_op of gets), not the Kademlia requests of a put's lookup; the kad system's lookup row is the same libp2p-kad lookup on default settings".into(),
         ),
         System::Kad => out.push(
             "replicas_per_op: libp2p-kad reports requests (requests_per_op), not which peers stored or answered".into(),
