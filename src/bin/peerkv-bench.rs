@@ -104,7 +104,8 @@ struct Cli {
     /// Longest run of one system, seconds; the child is stopped after it.
     #[arg(long, default_value_t = 1800)]
     run_timeout: u64,
-    /// Plot mode: read these JSON documents and write the SVG plot and the Markdown table.
+    /// Plot mode: read these JSON documents (of this program, or of scripts/opendht_bench.py)
+    /// and write the SVG plot and the Markdown table.
     #[arg(long, num_args = 1.., value_name = "FILE.json")]
     plot: Vec<PathBuf>,
     /// Plot mode: where the SVG goes.
@@ -344,7 +345,7 @@ fn run_parent(cli: &Cli) -> Res<()> {
     }
     doc.compute_ratios();
     doc.not_measured = vec![
-        "lookup hops: libp2p-kad reports requests per query, not hops, and peerkv's API reports neither".into(),
+        "lookup hops of libp2p-kad: it reports requests per query, not hops (peerkv reports the hops of its gets: hops_per_op)".into(),
     ];
     doc.not_measured.extend(failures.iter().map(|f| format!("no figures for {f}")));
     let table = report::markdown(&doc);
@@ -376,20 +377,28 @@ fn run_parent(cli: &Cli) -> Res<()> {
 /// Plot mode: several documents → one SVG and one Markdown file.
 fn plot(cli: &Cli) -> Res<()> {
     let mut docs = Vec::new();
+    let mut opendht = Vec::new();
     for path in &cli.plot {
         let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let doc: RunDoc =
+        let value: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(o) = report::OpenDht::from_json(&value) {
+            opendht.push(o);
+            continue;
+        }
+        let doc: RunDoc =
+            serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
         docs.push(doc);
     }
     docs.sort_by_key(|d| d.params.nodes);
+    opendht.sort_by_key(|o| o.nodes);
     for path in [&cli.svg, &cli.table] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
-    report::plot(&docs, &cli.svg)?;
-    std::fs::write(&cli.table, report::markdown_all(&docs))
+    report::plot(&docs, &opendht, &cli.svg)?;
+    std::fs::write(&cli.table, report::markdown_all(&docs, &opendht))
         .map_err(|e| format!("{}: {e}", cli.table.display()))?;
     eprintln!("peerkv-bench: wrote {} and {}", cli.svg.display(), cli.table.display());
     Ok(())

@@ -479,7 +479,8 @@ pub fn markdown(doc: &RunDoc) -> String {
                     s.settle.seconds,
                     if s.settle.settled { "" } else { " (not settled)" }
                 ),
-                Some(s.settle.seconds),
+                // The ratio compares the whole time to a settled overlay.
+                Some(s.startup.seconds + s.settle.seconds),
             )
         }),
         ("routing table mean (min)", |s| {
@@ -507,28 +508,68 @@ pub fn markdown(doc: &RunDoc) -> String {
     out
 }
 
-/// The Markdown for several runs, smallest N first, with a summary table of the ratios.
-pub fn markdown_all(docs: &[RunDoc]) -> String {
+/// Get figures of OpenDHT, measured by `scripts/opendht_bench.py` on the same machine: only
+/// what the summary table and the plot show.
+#[derive(Debug, Clone, Default)]
+pub struct OpenDht {
+    pub nodes: usize,
+    pub get: Latency,
+    pub success_rate: Option<f64>,
+    /// Resident memory per node after the workload, the interpreter's share left out.
+    pub rss_per_node_bytes: Option<u64>,
+}
+
+impl OpenDht {
+    /// Reads a document of `scripts/opendht_bench.py`; `None` when it is not one.
+    pub fn from_json(doc: &serde_json::Value) -> Option<Self> {
+        if doc.get("system")?.as_str()? != "opendht" {
+            return None;
+        }
+        let get = doc.get("get")?;
+        let memory = doc.get("memory");
+        Some(Self {
+            nodes: usize::try_from(doc.get("params")?.get("nodes")?.as_u64()?).ok()?,
+            get: serde_json::from_value(get.get("latency")?.clone()).ok()?,
+            success_rate: get.get("success_rate").and_then(serde_json::Value::as_f64),
+            rss_per_node_bytes: memory
+                .and_then(|m| m.get("rss_per_node_less_interpreter_after_workload_bytes"))
+                .and_then(serde_json::Value::as_u64),
+        })
+    }
+}
+
+/// The Markdown for several runs, smallest N first: a summary table of get latency, success
+/// and memory for peerkv, libp2p-kad and (where given) OpenDHT, then each run's full table.
+pub fn markdown_all(docs: &[RunDoc], opendht: &[OpenDht]) -> String {
     let mut out = String::from(
-        "| N | peerkv get median / p99, ms | libp2p-kad get median / p99, ms | ratio median / p99 | get success peerkv / kad | RSS per peer peerkv / kad, MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| N | peerkv get median / p99, ms | libp2p-kad get median / p99, ms | peerkv / kad median / p99 | OpenDHT get median / p99, ms | get success peerkv / kad / OpenDHT | RSS per peer peerkv / kad / OpenDHT, MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for d in docs {
-        let (Some(p), Some(k)) = (d.system("peerkv"), d.system("kad")) else { continue };
-        let r = d.ratios.clone().unwrap_or_default();
+    let mut sizes: Vec<usize> =
+        docs.iter().map(|d| d.params.nodes).chain(opendht.iter().map(|o| o.nodes)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let pair = |l: &Latency| format!("{} / {}", ms(l.median_ms), ms(l.p99_ms));
+    for n in sizes {
+        let doc = docs.iter().find(|d| d.params.nodes == n);
+        let p = doc.and_then(|d| d.system("peerkv"));
+        let k = doc.and_then(|d| d.system("kad"));
+        let o = opendht.iter().find(|o| o.nodes == n);
+        let r = doc.and_then(|d| d.ratios.clone()).unwrap_or_default();
+        let dash = || "–".to_owned();
         let _ = writeln!(
             out,
-            "| {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} |",
-            d.params.nodes,
-            ms(p.get.latency.median_ms),
-            ms(p.get.latency.p99_ms),
-            ms(k.get.latency.median_ms),
-            ms(k.get.latency.p99_ms),
+            "| {n} | {} | {} | {} / {} | {} | {} / {} / {} | {} / {} / {} |",
+            p.map_or_else(dash, |p| pair(&p.get.latency)),
+            k.map_or_else(dash, |k| pair(&k.get.latency)),
             num(r.get_median, 2),
             num(r.get_p99, 2),
-            pct(p.get.success_rate),
-            pct(k.get.success_rate),
-            mib(p.memory.rss_per_peer_after_workload_bytes),
-            mib(k.memory.rss_per_peer_after_workload_bytes),
+            o.map_or_else(dash, |o| pair(&o.get)),
+            p.map_or_else(dash, |p| pct(p.get.success_rate)),
+            k.map_or_else(dash, |k| pct(k.get.success_rate)),
+            o.map_or_else(dash, |o| pct(o.success_rate)),
+            p.map_or_else(dash, |p| mib(p.memory.rss_per_peer_after_workload_bytes)),
+            k.map_or_else(dash, |k| mib(k.memory.rss_per_peer_after_workload_bytes)),
+            o.map_or_else(dash, |o| mib(o.rss_per_node_bytes)),
         );
     }
     out.push('\n');
@@ -539,11 +580,12 @@ pub fn markdown_all(docs: &[RunDoc]) -> String {
     out
 }
 
-/// Draws get latency (median and p99, from peers without a copy) against N for both systems.
+/// Draws get latency (median and p99, from peers without a copy) against N for peerkv,
+/// libp2p-kad and (where given) OpenDHT.
 ///
 /// # Errors
 /// When there is nothing to draw or the file cannot be written.
-pub fn plot(docs: &[RunDoc], path: &Path) -> Result<(), String> {
+pub fn plot(docs: &[RunDoc], opendht: &[OpenDht], path: &Path) -> Result<(), String> {
     let series = |system: &str, p99: bool| -> Vec<(f64, f64)> {
         docs.iter()
             .filter_map(|d| {
@@ -552,11 +594,21 @@ pub fn plot(docs: &[RunDoc], path: &Path) -> Result<(), String> {
             })
             .collect()
     };
+    let other = |p99: bool| -> Vec<(f64, f64)> {
+        opendht
+            .iter()
+            .filter_map(|o| {
+                Some((o.nodes as f64, if p99 { o.get.p99_ms? } else { o.get.median_ms? }))
+            })
+            .collect()
+    };
     let lines = [
         ("peerkv median", series("peerkv", false), RGBColor(0, 90, 180), false),
         ("peerkv p99", series("peerkv", true), RGBColor(0, 90, 180), true),
         ("libp2p-kad median", series("kad", false), RGBColor(200, 70, 0), false),
         ("libp2p-kad p99", series("kad", true), RGBColor(200, 70, 0), true),
+        ("OpenDHT median", other(false), RGBColor(0, 140, 60), false),
+        ("OpenDHT p99", other(true), RGBColor(0, 140, 60), true),
     ];
     let all: Vec<(f64, f64)> = lines.iter().flat_map(|l| l.1.iter().copied()).collect();
     if all.is_empty() {
