@@ -170,6 +170,11 @@ impl Search {
         self.asked
     }
 
+    /// Whether the search stopped at its request limit with nearer peers still unasked.
+    pub fn exhausted(&self) -> bool {
+        self.asked >= self.budget && self.top().any(|(_, s)| *s == Reach::Waiting)
+    }
+
     /// How many of the nearest candidates have answered, and how many of them hold a record.
     pub fn answered(&self) -> (usize, usize) {
         self.top().fold((0, 0), |(n, found), (_, s)| match s {
@@ -343,6 +348,7 @@ mod tests {
         s.answer(all[3], None);
         assert_eq!(s.verdict(), Verdict::Impossible, "all[4] is beyond the budget");
         assert_eq!(s.asked(), 4);
+        assert!(s.exhausted());
     }
 
     #[test]

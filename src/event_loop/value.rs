@@ -412,14 +412,21 @@ impl EventLoop {
                 (if put.record.is_tombstone() { "del" } else { "put" }, put.tally.as_ref())
             }
             Some(Op::Get(get)) => {
+                let mut failures = get.search.failures.clone();
+                if get.search.exhausted() {
+                    failures.push(format!(
+                        "stopped after {} requests while answers still named nearer peers",
+                        get.search.asked()
+                    ));
+                }
                 return Error::QuorumNotMet {
                     op: "get",
                     acked: get.search.answered().0,
                     needed: get.search.needed(),
                     replicas: get.search.replicas(),
                     known,
-                    failures: get.search.failures.clone(),
-                }
+                    failures,
+                };
             }
             None => ("op", None),
         };
