@@ -87,9 +87,12 @@ async fn an_idle_round_sends_digests_only() {
     // one summary per peer in the table at the time of the round.
     full_tables(&nodes).await;
     let mut expected = 0;
+    let mut views = Vec::new();
     for node in &nodes {
-        expected += within("info", node.info()).await.expect("info").routing_table.min(9) as u64;
+        let info = within("info", node.info()).await.expect("info");
+        expected += info.routing_table.min(9) as u64;
         let round = within("upkeep", node.upkeep()).await.expect("upkeep");
+        views.push((info.routing_table, info.kv_peers, round.summaries));
         summaries += round.summaries;
         digests += round.digests;
         digest_bytes += round.digest_bytes;
@@ -120,7 +123,10 @@ async fn an_idle_round_sends_digests_only() {
     let pushed: u64 =
         after.iter().zip(&before).map(|(a, b)| a.records_pushed - b.records_pushed).sum();
     assert_eq!(pushed, 0, "a stable overlay pushed records in an upkeep round");
-    assert_eq!(summaries, expected, "one summary from every peer to each peer in its table");
+    assert_eq!(
+        summaries, expected,
+        "one summary from every peer to each peer in its table; (table, value-protocol peers, summaries) per peer: {views:?}"
+    );
     assert!(expected >= 80, "tables fell apart during the rounds: {expected} of 90 entries");
     let after_digests: u64 =
         after.iter().zip(&before).map(|(a, b)| a.digests_sent - b.digests_sent).sum();

@@ -30,7 +30,13 @@ impl EventLoop {
                 }
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                if matches!(error, OutboundFailure::UnsupportedProtocols) {
+                // libp2p reports any failed stream negotiation as "unsupported", also one the
+                // remote refused because it had too many streams open at once. What identify
+                // said the peer serves wins: one such failure must not leave a value-protocol
+                // peer out of placement and gets for as long as it stays in the table.
+                if matches!(error, OutboundFailure::UnsupportedProtocols)
+                    && self.kv_support.get(&peer) != Some(&true)
+                {
                     self.kv_support.insert(peer, false);
                 }
                 self.on_request_failed(request_id, peer, error.to_string());
