@@ -167,6 +167,9 @@ pub struct NodeInfo {
     /// Connections opened since the start, both ways (a figure that keeps growing on an idle
     /// overlay means lookups or redials are still running).
     pub connections_opened: u64,
+    /// Kademlia lookups running, the bootstrap's bucket refreshes included (a bootstrap runs one
+    /// lookup per bucket, one after another: on a busy machine they go on for a while).
+    pub lookups_running: usize,
 }
 
 /// A record held locally, as `keys` lists it.

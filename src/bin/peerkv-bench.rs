@@ -91,7 +91,7 @@ struct Cli {
     /// Idle-connection timeout of every peer, seconds.
     #[arg(long, default_value_t = 10.0)]
     idle_timeout: f64,
-    /// Longest wait for the overlay to settle, seconds (default: 20 + N / 10).
+    /// Longest wait for the overlay to settle, seconds (default: 60 + N / 5).
     #[arg(long)]
     settle_timeout: Option<f64>,
     /// Open descriptors above which the harness waits for idle connections to close before
@@ -219,7 +219,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
             keys: cli.keys,
         },
         write_quorum: NonZeroUsize::new(p.write_quorum).ok_or("write quorum 0")?,
-        settle_timeout: secs(cli.settle_timeout.unwrap_or(20.0 + cli.nodes as f64 / 10.0)),
+        settle_timeout: secs(cli.settle_timeout.unwrap_or(60.0 + cli.nodes as f64 / 5.0)),
         fd_high_water,
         isolated: cli.child_isolated,
     };

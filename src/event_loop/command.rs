@@ -344,6 +344,7 @@ impl EventLoop {
             listen_addrs: self.dialable_listen_addrs(),
             connected_peers: self.swarm.connected_peers().count(),
             connections_opened: self.connections_opened,
+            lookups_running: self.swarm.behaviour().kad.iter_queries().count(),
             routing_table: self.routing_table_len(),
             kv_peers: self.kv_support.values().filter(|v| **v).count(),
             records: self.store.len(),

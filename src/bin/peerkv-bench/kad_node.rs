@@ -326,7 +326,8 @@ impl Loop {
                 let routing_table = self.kad().kbuckets().map(|b| b.num_entries()).sum();
                 let connected = self.swarm.connected_peers().count();
                 let opened = self.opened;
-                let _ = reply.send(Ok(Overlay { routing_table, connected, opened }));
+                let lookups = self.kad().iter_queries().count();
+                let _ = reply.send(Ok(Overlay { routing_table, connected, opened, lookups }));
             }
             Cmd::Bootstrap { addr, reply } => {
                 let mut transport = addr.clone();

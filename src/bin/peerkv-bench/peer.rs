@@ -68,6 +68,8 @@ pub struct Overlay {
     pub connected: usize,
     /// Connections opened since the start.
     pub opened: u64,
+    /// Kademlia lookups running (bootstrap refreshes included).
+    pub lookups: usize,
 }
 
 /// Settings shared by both systems.
@@ -228,6 +230,7 @@ impl Peer {
                     routing_table: info.routing_table,
                     connected: info.connected_peers,
                     opened: info.connections_opened,
+                    lookups: info.lookups_running,
                 })
             }
             Peer::Kad(k) => k.overlay().await,

@@ -84,6 +84,10 @@ pub struct Phase {
     pub hops_per_op: Option<f64>,
     /// The most round trips one operation took.
     pub hops_max: Option<u8>,
+    /// Latency of the network gets by the round trips they took, where the system reports
+    /// hops: `(hops, latency)`, fewest first.
+    #[serde(default)]
+    pub latency_by_hops: Vec<(u8, Latency)>,
     /// Replicas asked per operation, where the system reports it (peerkv's reports).
     pub replicas_per_op: Option<f64>,
     /// CPU seconds of the whole process during the phase, per operation.
@@ -416,6 +420,15 @@ pub fn markdown(doc: &RunDoc) -> String {
         ("get hops mean (max)", |s| {
             let max = s.get.hops_max.map_or_else(|| "–".to_owned(), |m| m.to_string());
             (format!("{} ({max})", num(s.get.hops_per_op, 2)), None)
+        }),
+        ("get by hops: gets, median / p99 ms", |s| {
+            let parts: Vec<String> = s
+                .get
+                .latency_by_hops
+                .iter()
+                .map(|(h, l)| format!("{h}: {}, {} / {}", l.samples, ms(l.median_ms), ms(l.p99_ms)))
+                .collect();
+            (if parts.is_empty() { "–".to_owned() } else { parts.join("; ") }, None)
         }),
         ("replicas asked per get / put", |s| {
             (format!("{} / {}", num(s.get.replicas_per_op, 1), num(s.put.replicas_per_op, 1)), None)

@@ -127,6 +127,8 @@ struct Acc {
     latencies: Vec<f64>,
     requests: Vec<u32>,
     hops: Vec<u8>,
+    /// Network get latencies by the hops the get took.
+    by_hops: std::collections::BTreeMap<u8, Vec<f64>>,
     replicas: Vec<usize>,
     local_hits: usize,
     evicted: usize,
@@ -170,6 +172,10 @@ impl Acc {
             requests_per_op: Self::mean(&self.requests),
             hops_per_op: Self::mean(&self.hops),
             hops_max: self.hops.iter().max().copied(),
+            latency_by_hops: std::mem::take(&mut self.by_hops)
+                .into_iter()
+                .map(|(h, mut ms)| (h, Latency::of(&mut ms)))
+                .collect(),
             replicas_per_op: Self::mean(&replicas),
             cpu_s_per_op: cpu,
             wire_packets_per_op: wire.and_then(|(_, p)| per_op(p as f64)),
@@ -278,8 +284,8 @@ async fn spawn_peers(
 }
 
 /// Routing-table entries in all, the smallest table, open connections, connections opened
-/// since the start, and how many peers answered.
-async fn overlay(peers: &[Peer]) -> (usize, usize, usize, u64, usize) {
+/// since the start, lookups running, and how many peers answered.
+async fn overlay(peers: &[Peer]) -> (usize, usize, usize, u64, usize, usize) {
     let infos = join_all(peers.iter().map(|p| p.overlay())).await;
     let ok: Vec<_> = infos.into_iter().filter_map(Result::ok).collect();
     let total = ok.iter().map(|o| o.routing_table).sum();
@@ -287,13 +293,15 @@ async fn overlay(peers: &[Peer]) -> (usize, usize, usize, u64, usize) {
     let connected: usize = ok.iter().map(|o| o.connected).sum();
     // Each connection is counted at both ends.
     let opened: u64 = ok.iter().map(|o| o.opened).sum::<u64>() / 2;
-    (total, min, connected / 2, opened, ok.len())
+    let lookups = ok.iter().map(|o| o.lookups).sum();
+    (total, min, connected / 2, opened, lookups, ok.len())
 }
 
-/// Waits until the overlay settled: routing-table sizes unchanged and (almost) no connection
-/// opened for [`SETTLE_STREAK`] polls in a row — the bootstraps' bucket refreshes are over;
-/// idle connections closing does not count. Then measures the idle background traffic for
-/// [`BACKGROUND_WINDOW`].
+/// Waits until the overlay settled: routing-table sizes unchanged, (almost) no Kademlia lookup
+/// running and (almost) no connection opened for [`SETTLE_STREAK`] polls in a row — the
+/// bootstraps' bucket refreshes are over (a bootstrap runs one lookup per bucket, one after
+/// another; N of them at once keep the two cores busy for a while); idle connections closing
+/// does not count. Then measures the idle background traffic for [`BACKGROUND_WINDOW`].
 async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     let start = Instant::now();
     let mut last: Option<(usize, u64)> = None;
@@ -301,13 +309,14 @@ async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     let mut base = Instant::now();
     let mut out = Settle::default();
     loop {
-        let (total, min, connections, opened, answered) = overlay(peers).await;
+        let (total, min, connections, opened, lookups, answered) = overlay(peers).await;
         let now = Instant::now();
         let close = |a: usize, b: usize| a.abs_diff(b) <= (b / 200).max(1);
         // Idle connections closing is no change: only new ones (lookups still running) are.
         // A few per poll are allowed (a ping that failed, a peer redialed).
-        let quiet = |o: u64| opened.saturating_sub(o) <= (peers.len() as u64 / 50).max(1);
-        let stable = last.is_some_and(|(t, o)| close(total, t) && quiet(o));
+        let few = (peers.len() / 50).max(1);
+        let quiet = |o: u64| opened.saturating_sub(o) <= few as u64;
+        let stable = lookups <= few && last.is_some_and(|(t, o)| close(total, t) && quiet(o));
         if stable {
             streak += 1;
         } else {
@@ -319,7 +328,7 @@ async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
         out.routing_table_min = min;
         out.connections = connections;
         pb.set_message(format!(
-            "settling: routing tables {:.1} on average, {connections} connections",
+            "settling: routing tables {:.1} on average, {connections} connections, {lookups} lookups",
             out.routing_table_mean
         ));
         if streak >= SETTLE_STREAK {
@@ -405,6 +414,9 @@ async fn timed_get(peer: &Peer, key: &str, want: &[u8], limit: Duration, acc: &R
                 acc.local_hits += 1;
             } else {
                 acc.latencies.push(ms);
+                if let Some(h) = out.hops {
+                    acc.by_hops.entry(h).or_default().push(ms);
+                }
             }
             acc.requests.extend(out.requests);
             acc.hops.extend(out.hops);
@@ -621,7 +633,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
         ),
     );
 
-    let (_, _, connections, _, _) = overlay(&peers).await;
+    let (_, _, connections, _, _, _) = overlay(&peers).await;
     let rss_after = sys::rss_bytes();
     let n = w.nodes.max(1) as u64;
     result.memory = Memory {
