@@ -115,7 +115,15 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
             })
         })
         .map_err(|e| Error::Swarm(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
+                // A stream's protocol is proposed together with its first message instead of
+                // waiting for the remote's confirmation: a request and its answer take one
+                // round trip instead of two (libp2p's default, V1, waits). We always propose a
+                // single protocol per stream, the case lazy negotiation is made for; a remote
+                // that does not serve it refuses the stream, as before.
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .with_connection_timeout(lookup_timeout(config.timeout).min(MAX_CONNECTION_TIMEOUT))
         .build();
     Ok(swarm)
