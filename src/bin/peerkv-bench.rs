@@ -91,6 +91,11 @@ struct Cli {
     /// Idle-connection timeout of every peer, seconds.
     #[arg(long, default_value_t = 10.0)]
     idle_timeout: f64,
+    /// Give the libp2p-kad baseline peerkv's lazy stream negotiation (a request goes out with
+    /// its protocol, one round trip instead of two); by default it keeps libp2p's default, as
+    /// the rust-libp2p examples do.
+    #[arg(long)]
+    kad_lazy: bool,
     /// Longest wait for the overlay to settle, seconds (default: 60 + N / 5).
     #[arg(long)]
     settle_timeout: Option<f64>,
@@ -170,6 +175,7 @@ fn params(cli: &Cli, fd_high_water: usize) -> Params {
         seed: cli.seed,
         op_timeout_s: cli.timeout,
         idle_timeout_s: cli.idle_timeout,
+        kad_lazy: cli.kad_lazy,
         fd_high_water,
     }
 }
@@ -215,6 +221,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
             kad_replication: NonZeroUsize::new(cli.kad_replication).ok_or("--kad-replication 0")?,
             op_timeout: secs(cli.timeout),
             idle_timeout: secs(cli.idle_timeout),
+            kad_lazy: cli.kad_lazy,
             value_size: cli.value_size,
             keys: cli.keys,
         },
@@ -270,6 +277,9 @@ fn child_args(cli: &Cli, system: System, out: &Path, isolated: bool) -> Vec<Stri
             a.push(flag.into());
             a.push(v);
         }
+    }
+    if cli.kad_lazy {
+        a.push("--kad-lazy".into());
     }
     if isolated {
         a.push("--child-isolated".into());

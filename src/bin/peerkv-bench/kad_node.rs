@@ -39,6 +39,8 @@ pub struct KadParams {
     pub op_timeout: Duration,
     /// Idle-connection timeout of the swarm.
     pub idle_timeout: Duration,
+    /// Negotiate streams lazily, as peerkv does (libp2p's default waits a round trip).
+    pub lazy: bool,
     /// Largest value stored (sizes the record store and the message limit).
     pub value_size: usize,
     /// Most records one peer's store holds.
@@ -159,7 +161,14 @@ fn build(params: &KadParams) -> Result<Swarm<Baseline>, String> {
         .map_err(|e| format!("tcp: {e}"))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| format!("behaviour: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(params.idle_timeout))
+        .with_swarm_config(|c| {
+            let c = c.with_idle_connection_timeout(params.idle_timeout);
+            if params.lazy {
+                c.with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+            } else {
+                c
+            }
+        })
         .build();
     Ok(swarm)
 }

@@ -83,6 +83,8 @@ pub struct PeerParams {
     pub op_timeout: Duration,
     /// Idle-connection timeout.
     pub idle_timeout: Duration,
+    /// Lazy stream negotiation for the libp2p-kad baseline (peerkv always negotiates lazily).
+    pub kad_lazy: bool,
     /// Value size, bytes.
     pub value_size: usize,
     /// Keys in the run (sizes libp2p-kad's record store).
@@ -133,6 +135,7 @@ impl Peer {
                     replication: p.kad_replication,
                     op_timeout: p.op_timeout,
                     idle_timeout: p.idle_timeout,
+                    lazy: p.kad_lazy,
                     value_size: p.value_size,
                     max_records: p.keys + 1024,
                 };

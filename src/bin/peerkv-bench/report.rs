@@ -222,6 +222,10 @@ pub struct Params {
     pub op_timeout_s: f64,
     /// Idle-connection timeout of every swarm, seconds.
     pub idle_timeout_s: f64,
+    /// Whether the libp2p-kad baseline negotiated streams lazily like peerkv (`--kad-lazy`);
+    /// false: libp2p's default.
+    #[serde(default)]
+    pub kad_lazy: bool,
     /// Open descriptors above which the harness waits before starting more work.
     pub fd_high_water: usize,
 }
@@ -342,7 +346,7 @@ pub fn markdown(doc: &RunDoc) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### N = {} peers, K = {} keys, {} B values, R = {}, W = Q = {}, C = {} ({} build, seed {})\n",
+        "### N = {} peers, K = {} keys, {} B values, R = {}, W = Q = {}, C = {} ({} build, seed {}{})\n",
         p.nodes,
         p.keys,
         p.value_size,
@@ -350,7 +354,8 @@ pub fn markdown(doc: &RunDoc) -> String {
         p.write_quorum,
         p.concurrency,
         doc.machine.profile,
-        p.seed
+        p.seed,
+        if p.kad_lazy { ", libp2p-kad with lazy stream negotiation" } else { "" }
     );
     let systems: Vec<&SystemResult> = doc.systems.iter().collect();
     let both = doc.system("peerkv").is_some() && doc.system("kad").is_some();
