@@ -557,7 +557,8 @@ impl OpenDht {
 }
 
 /// The Markdown for several runs, smallest N first: a summary table of get latency, success
-/// and memory for peerkv, libp2p-kad and (where given) OpenDHT, then each run's full table.
+/// and memory for peerkv, libp2p-kad and (where given) OpenDHT (the first run given for an N
+/// stands for it), then each run's full table.
 pub fn markdown_all(docs: &[RunDoc], opendht: &[OpenDht]) -> String {
     let mut out = String::from(
         "| N | peerkv get median / p99, ms | libp2p-kad get median / p99, ms | peerkv / kad median / p99 | OpenDHT get median / p99, ms | get success peerkv / kad / OpenDHT | RSS per peer peerkv / kad / OpenDHT, MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
@@ -604,6 +605,10 @@ pub fn markdown_all(docs: &[RunDoc], opendht: &[OpenDht]) -> String {
 /// # Errors
 /// When there is nothing to draw or the file cannot be written.
 pub fn plot(docs: &[RunDoc], opendht: &[OpenDht], path: &Path) -> Result<(), String> {
+    // As in the summary table, the first run given for an N stands for it; later runs of the
+    // same N (other seeds, other settings) appear only in the full tables.
+    let mut seen = std::collections::HashSet::new();
+    let docs: Vec<&RunDoc> = docs.iter().filter(|d| seen.insert(d.params.nodes)).collect();
     let series = |system: &str, p99: bool| -> Vec<(f64, f64)> {
         docs.iter()
             .filter_map(|d| {
