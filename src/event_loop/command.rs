@@ -151,15 +151,22 @@ impl EventLoop {
                 return;
             }
         };
-        let query =
-            self.swarm.behaviour_mut().kad.get_closest_peers(record.key.as_bytes().to_vec());
+        // No Kademlia lookup: the same search as a get's finds the replicas (the routing
+        // table's nearest peers, then the nearer peers their answers name); once the R nearest
+        // have answered, the record goes to them.
+        let mut search = self.new_search(&record.key);
         let now = Instant::now();
         let id = self.new_op_id();
-        tracing::debug!(op = id, key = %record.key, version = %record.version, "put: lookup");
+        tracing::debug!(op = id, key = %record.key, version = %record.version, "put: search");
+        search.offer(self.local_peer_id(), 0);
+        for (peer, _) in self.nearest_known(&record.key, 2 * self.config.replication) {
+            search.offer(peer, 1);
+        }
         self.ops.insert(
             id,
             Op::Put(PendingPut {
                 record,
+                search: Some(Box::new(search)),
                 tally: None,
                 superseded_by: None,
                 started: now,
@@ -167,7 +174,18 @@ impl EventLoop {
                 reply: Some(reply),
             }),
         );
-        self.lookups.insert(query, Lookup::Op(id));
+        self.step_put(id);
+    }
+
+    /// A search for `key`'s replicas with this peer's settings.
+    fn new_search(&self, key: &str) -> Search {
+        let replication = self.config.replication;
+        Search::new(
+            key,
+            replication,
+            self.config.read_quorum,
+            (SEARCH_BUDGET_PER_REPLICA * replication).max(SEARCH_BUDGET_MIN),
+        )
     }
 
     fn start_get(&mut self, key: String, reply: Reply<crate::GetReport>) {
@@ -182,12 +200,7 @@ impl EventLoop {
         // No lookup first: the search starts from the routing table's nearest peers (and this
         // one) and follows the nearer peers their answers name.
         let replication = self.config.replication;
-        let mut search = Search::new(
-            &key,
-            replication,
-            self.config.read_quorum,
-            (SEARCH_BUDGET_PER_REPLICA * replication).max(SEARCH_BUDGET_MIN),
-        );
+        let mut search = self.new_search(&key);
         search.offer(self.local_peer_id(), 0);
         for (peer, _) in self.nearest_known(&key, 2 * replication) {
             search.offer(peer, 1);

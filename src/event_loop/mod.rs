@@ -75,8 +75,6 @@ const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
 /// What a finished Kademlia query was for.
 enum Lookup {
-    /// The closest peers for a put or get.
-    Op(OpId),
     /// `closest KEY`.
     Closest { key: String, started: Instant, deadline: Instant, reply: Reply<ClosestReport> },
     /// A bootstrap after dialing `peer`.
@@ -87,6 +85,9 @@ enum Lookup {
 enum Outbound {
     /// Part of a put or get.
     Op(OpId),
+    /// A put's Fetch while it searches for the key's replicas: what the peer holds and the
+    /// peers it knows nearer (an answer after the search ended is dropped).
+    Probe(OpId),
     /// A read repair or hand-off: nobody waits for it.
     Repair { key: String },
     /// An upkeep digest: its answer says which records to push.
@@ -314,7 +315,6 @@ impl EventLoop {
         }
         for (_, lookup) in self.lookups.drain() {
             match lookup {
-                Lookup::Op(_) => {}
                 Lookup::Closest { reply, .. } => {
                     let _ = reply.send(Err(Error::Shutdown));
                 }
@@ -375,7 +375,6 @@ impl EventLoop {
             .lookups
             .iter()
             .filter(|(_, l)| match l {
-                Lookup::Op(op) => !self.ops.contains_key(op),
                 Lookup::Closest { deadline, .. } | Lookup::Bootstrap { deadline, .. } => {
                     *deadline <= now
                 }
@@ -399,7 +398,7 @@ impl EventLoop {
                 Some(Lookup::Bootstrap { reply, .. }) => {
                     let _ = reply.send(Err(timeout));
                 }
-                Some(Lookup::Op(_)) | None => {}
+                None => {}
             }
         }
         let expired: Vec<ConnectionId> =

@@ -119,7 +119,6 @@ impl EventLoop {
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                 };
                 match self.lookups.remove(&id) {
-                    Some(Lookup::Op(op)) => self.lookup_done(op, peers),
                     Some(Lookup::Closest { key, started, reply, .. }) => {
                         let peers = peers.into_iter().map(|p| p.peer_id).collect();
                         let report = self.closest_report(key, peers, started);

@@ -92,7 +92,9 @@ pub(crate) fn short(peer: &PeerId) -> String {
 pub(crate) struct PendingPut {
     /// The signed record being written.
     pub record: Record,
-    /// `None` while the lookup runs.
+    /// The search for the key's replicas: `Some` until it settled on them.
+    pub search: Option<Box<Search>>,
+    /// `None` while the search runs.
     pub tally: Option<Tally>,
     /// The greatest version a replica said it already held above ours: our write lost.
     pub superseded_by: Option<crate::clock::Hlc>,

@@ -188,6 +188,23 @@ impl Search {
         self.top().count()
     }
 
+    /// Whether the search has settled on its replicas: every one of the R nearest candidates has
+    /// answered or failed (or the request limit leaves the rest unasked). A put then writes to
+    /// the candidates that answered.
+    pub fn settled(&self) -> bool {
+        let room = self.asked < self.budget;
+        !self.top().any(|(_, s)| *s == Reach::Asked || (*s == Reach::Waiting && room))
+    }
+
+    /// The candidates that answered, nearest first.
+    pub fn answered_peers(&self) -> Vec<PeerId> {
+        self.ranked
+            .values()
+            .filter(|p| matches!(self.state.get(*p), Some(Reach::Answered(_))))
+            .copied()
+            .collect()
+    }
+
     /// Whether the get can be answered now, must wait, or cannot be answered.
     pub fn verdict(&self) -> Verdict {
         let (answered, found) = self.answered();
@@ -300,6 +317,51 @@ mod tests {
         // Repair goes to the nearest only, never to the displaced peer that held nothing.
         let newest = s.newest().expect("found");
         assert!(s.stale(&newest).is_empty());
+    }
+
+    #[test]
+    fn a_put_settles_once_the_nearest_answered_and_a_nearer_peer_displaces_a_farther_one() {
+        let all = placement::rank("k", peers(6));
+        let mut s = Search::new("k", 3, None, 10);
+        for p in &all[1..] {
+            s.offer(*p, 1);
+        }
+        assert_eq!(s.next_to_ask(), all[1..4].to_vec());
+        assert!(!s.settled());
+        s.answer(all[1], None);
+        s.answer(all[2], None);
+        assert!(!s.settled(), "one of the three nearest has not answered");
+        // An answer names the nearest peer of all: it is asked, and the search waits for it.
+        assert!(s.offer(all[0], 2));
+        assert_eq!(s.next_to_ask(), vec![all[0]]);
+        assert!(!s.settled());
+        s.answer(all[0], None);
+        assert!(s.settled(), "the three nearest answered; all[3] is no longer among them");
+        s.answer(all[3], None);
+        // Every peer that answered is a candidate for the write, nearest first.
+        assert_eq!(s.answered_peers(), all[..4].to_vec());
+        // A failure among the nearest: the next one is asked before the search settles.
+        let mut f = Search::new("k", 2, None, 10);
+        for p in &all {
+            f.offer(*p, 1);
+        }
+        f.next_to_ask();
+        f.answer(all[0], None);
+        f.fail(all[1], "gone");
+        assert!(!f.settled());
+        assert_eq!(f.next_to_ask(), vec![all[2]]);
+        f.answer(all[2], None);
+        assert!(f.settled());
+        assert_eq!(f.answered_peers(), vec![all[0], all[2]]);
+        // At the request limit with nearer peers unasked, it settles on what it has.
+        let mut b = Search::new("k", 3, None, 2);
+        for p in &all {
+            b.offer(*p, 1);
+        }
+        assert_eq!(b.next_to_ask().len(), 2);
+        b.answer(all[0], None);
+        b.answer(all[1], None);
+        assert!(b.settled());
     }
 
     #[test]

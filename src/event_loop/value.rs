@@ -9,9 +9,9 @@ use libp2p::kad::{KBucketDistance, KBucketKey};
 use libp2p::request_response::{
     self, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
-use libp2p::{kad, Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId};
 
-use super::ops::{Op, OpId, Tally};
+use super::ops::{Op, OpId, PendingPut, Tally};
 use super::search::Verdict;
 use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Hlc};
@@ -164,28 +164,111 @@ impl EventLoop {
         }
     }
 
-    /// The lookup of a put finished with these peers: choose the replicas and ask them (remote
-    /// ones first, so a local answer cannot end the put before they are asked).
-    pub(super) fn lookup_done(&mut self, op: OpId, peers: Vec<kad::PeerInfo>) {
+    /// Sends a put's Fetch requests to the candidates its search wants asked now (remote ones
+    /// first), and once the search settled, writes to the replicas it found.
+    pub(super) fn step_put(&mut self, op: OpId) {
         let local = self.local_peer_id();
-        let mut remote = Vec::new();
-        for info in peers {
-            if info.peer_id == local || self.kv_support.get(&info.peer_id) == Some(&false) {
-                continue;
+        let near = u16::try_from(self.config.replication).unwrap_or(u16::MAX);
+        let (key, ask) = match self.ops.get_mut(&op) {
+            Some(Op::Put(PendingPut { search: Some(search), record, .. })) => {
+                (record.key.clone(), search.next_to_ask())
             }
-            // Addresses the lookup learnt, so a replica we are not connected to can be dialed.
-            for addr in info.addrs {
-                self.swarm.add_peer_address(info.peer_id, addr);
-            }
-            remote.push(info.peer_id);
+            _ => return,
+        };
+        for peer in ask.iter().filter(|p| **p != local) {
+            let request = Request::Fetch { key: key.clone(), near };
+            let id = self.swarm.behaviour_mut().kv.send_request(peer, request);
+            self.requests.insert(id, Outbound::Probe(op));
         }
-        if remote.is_empty() {
+        if ask.contains(&local) {
+            let response = self.answer(Request::Fetch { key, near: 0 }, false);
+            return self.on_probe_answer(op, local, response);
+        }
+        let settled = match self.ops.get(&op) {
+            Some(Op::Put(PendingPut { search: Some(search), .. })) => search.settled(),
+            _ => false,
+        };
+        if settled {
+            self.search_done(op);
+        }
+    }
+
+    /// A put's Fetch answered: what the peer holds tells the newest version there; the peers it
+    /// names join the search.
+    fn on_probe_answer(&mut self, op: OpId, peer: PeerId, response: Response) {
+        let max_value_size = self.config.max_value_size;
+        let Some(Op::Put(PendingPut { search: Some(search), record: ours, .. })) =
+            self.ops.get_mut(&op)
+        else {
+            return; // the search settled without it
+        };
+        match response {
+            Response::Found { record, near } => {
+                let held = match record {
+                    Some(r) if r.key != ours.key => {
+                        search.fail(peer, format!("sent a record for another key ({:?})", r.key));
+                        return self.step_put(op);
+                    }
+                    Some(r) => match r.check(max_value_size, now_ms()) {
+                        Err(e) => {
+                            search.fail(peer, format!("sent a bad record: {e}"));
+                            return self.step_put(op);
+                        }
+                        Ok(()) => Some(r),
+                    },
+                    None => None,
+                };
+                if let Some(version) = held.as_ref().map(|r| r.version) {
+                    self.observe(version);
+                }
+                if let Some(Op::Put(PendingPut { search: Some(search), .. })) =
+                    self.ops.get_mut(&op)
+                {
+                    search.answer(peer, held);
+                }
+                self.learn_near(op, peer, near);
+            }
+            Response::Rejected { reason } => search.fail(peer, format!("rejected: {reason}")),
+            other => search.fail(peer, format!("unexpected answer {other:?}")),
+        }
+        self.step_put(op);
+    }
+
+    /// A put's Fetch failed: the peer drops out of its search.
+    fn on_probe_failed(&mut self, op: OpId, peer: PeerId, reason: String) {
+        if let Some(Op::Put(PendingPut { search: Some(search), .. })) = self.ops.get_mut(&op) {
+            tracing::debug!(op, %peer, "put: candidate failed: {reason}");
+            search.fail(peer, reason);
+            self.step_put(op);
+        }
+    }
+
+    /// A put's search settled: the R nearest peers that answered are the replicas, the others
+    /// that answered are spares; ask the replicas to store (remote ones first, so a local
+    /// answer cannot end the put before they are asked).
+    fn search_done(&mut self, op: OpId) {
+        let local = self.local_peer_id();
+        let Some(Op::Put(put)) = self.ops.get_mut(&op) else { return };
+        let Some(search) = put.search.take() else { return };
+        let name = if put.record.is_tombstone() { "del" } else { "put" };
+        let candidates = search.answered_peers();
+        if !candidates.iter().any(|p| *p != local) {
             let known = self.routing_table_len();
-            self.fail_op(op, Error::NoPeers { known });
+            let err = if search.failures.is_empty() {
+                Error::NoPeers { known }
+            } else {
+                Error::QuorumNotMet {
+                    op: name,
+                    acked: 0,
+                    needed: self.config.write_quorum.unwrap_or(1),
+                    replicas: 0,
+                    known,
+                    failures: search.failures,
+                }
+            };
+            self.fail_op(op, err);
             return;
         }
-        let candidates = remote.into_iter().chain(std::iter::once(local));
-        let Some(Op::Put(put)) = self.ops.get_mut(&op) else { return };
         let plan = placement::plan(
             &put.record.key,
             candidates,
@@ -195,6 +278,7 @@ impl EventLoop {
         put.tally = Some(Tally::new(&plan));
         let request = Request::Store { record: put.record.clone() };
         let local_is_replica = plan.replicas.contains(&local);
+        tracing::debug!(op, asked = search.asked(), hops = search.hops(), "put: replicas found");
         for peer in plan.replicas.iter().filter(|p| **p != local) {
             self.ask(op, *peer, request.clone());
         }
@@ -228,13 +312,17 @@ impl EventLoop {
     /// to the swarm so they can be dialed.
     fn learn_near(&mut self, op: OpId, from: PeerId, near: Vec<(PeerId, Vec<Multiaddr>)>) {
         let local = self.local_peer_id();
-        let Some(Op::Get(get)) = self.ops.get_mut(&op) else { return };
-        let depth = get.search.depth(&from).saturating_add(1);
+        let search = match self.ops.get_mut(&op) {
+            Some(Op::Get(get)) => &mut get.search,
+            Some(Op::Put(PendingPut { search: Some(search), .. })) => &mut **search,
+            _ => return,
+        };
+        let depth = search.depth(&from).saturating_add(1);
         let mut learnt = Vec::new();
         for (peer, addrs) in near.into_iter().take(MAX_NEAR) {
             if peer != local
                 && self.kv_support.get(&peer) != Some(&false)
-                && get.search.offer(peer, depth)
+                && search.offer(peer, depth)
             {
                 learnt.push((peer, addrs));
             }
@@ -271,6 +359,7 @@ impl EventLoop {
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a digest"),
             },
             Some(Outbound::Op(op)) => self.on_op_answer(op, peer, response),
+            Some(Outbound::Probe(op)) => self.on_probe_answer(op, peer, response),
         }
     }
 
@@ -336,6 +425,7 @@ impl EventLoop {
             Some(Outbound::Digest) => tracing::debug!(%peer, "digest failed: {reason}"),
             Some(Outbound::Summary) => tracing::debug!(%peer, "summary failed: {reason}"),
             Some(Outbound::Op(op)) => self.op_request_failed(op, peer, reason),
+            Some(Outbound::Probe(op)) => self.on_probe_failed(op, peer, reason),
         }
     }
 
@@ -492,12 +582,16 @@ impl EventLoop {
 
     /// An op passed its deadline.
     pub(super) fn expire_op(&mut self, op: OpId) {
-        let lookup_stuck = || vec!["the Kademlia lookup did not finish".to_owned()];
         let (acked, needed, failures) = match self.ops.get(&op) {
-            Some(Op::Put(put)) => put
-                .tally
-                .as_ref()
-                .map_or((0, 1, lookup_stuck()), |t| (t.ok.len(), t.needed, t.failures.clone())),
+            Some(Op::Put(put)) => match (&put.tally, &put.search) {
+                (Some(t), _) => (t.ok.len(), t.needed, t.failures.clone()),
+                (None, search) => {
+                    let mut failures =
+                        search.as_ref().map(|s| s.failures.clone()).unwrap_or_default();
+                    failures.push("the search for the replicas did not finish".to_owned());
+                    (0, 1, failures)
+                }
+            },
             Some(Op::Get(get)) => {
                 (get.search.answered().0, get.search.needed(), get.search.failures.clone())
             }
