@@ -369,3 +369,36 @@ async fn bootstrap_from_a_peer_on_another_kad_protocol_fails() {
     assert_eq!(node.info().await.expect("info").routing_table, 0);
     shutdown(&[node, other]).await;
 }
+
+/// A put issued after a newer version is in place wins over it, even when that version came from
+/// a writer whose clock runs a minute ahead: the put's search sees the version held, and the put
+/// is signed again past it instead of being stored as an older write that loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_after_a_write_from_a_fast_clock_wins() {
+    let nodes = cluster(6, |_| local()).await;
+    let ids: Vec<_> = nodes.iter().map(|n| n.peer_id()).collect();
+    let fast = Keypair::generate_ed25519();
+    let ahead = Hlc::new(peerkv::clock::now_ms() + 60_000, 0);
+    let record =
+        Record::sign(&fast, "skewed".into(), Some(b"from a fast clock".to_vec()), ahead, None)
+            .unwrap();
+    let replicas = peerkv::placement::plan("skewed", ids.iter().copied(), 5, None).replicas;
+    // The writer must not be a replica: storing the record would have advanced its clock.
+    let writer = nodes.iter().find(|n| !replicas.contains(&n.peer_id())).expect("a non-replica");
+    for peer in replicas.iter().copied() {
+        let sender = if peer == ids[0] { &nodes[1] } else { &nodes[0] };
+        let answer =
+            within("store", sender.send_request(peer, Request::Store { record: record.clone() }))
+                .await
+                .expect("store");
+        assert!(matches!(answer, Response::Stored { .. }), "{answer:?}");
+    }
+    let put = within("put", writer.put("skewed", "mine")).await.expect("put");
+    assert!(put.version > ahead, "{put:?}");
+    assert_eq!(put.superseded_by, None, "{put:?}");
+    for (i, node) in nodes.iter().enumerate() {
+        let got = within("get", node.get("skewed")).await.expect("get");
+        assert_eq!(got.value(), Some(&b"mine"[..]), "node {i}");
+    }
+    shutdown(&nodes).await;
+}

@@ -250,6 +250,32 @@ impl EventLoop {
         let local = self.local_peer_id();
         let Some(Op::Put(put)) = self.ops.get_mut(&op) else { return };
         let Some(search) = put.search.take() else { return };
+        // A replica already holds a version at or above ours (another writer's clock runs
+        // ahead of ours): this put was issued after that write was there to see, so it must
+        // not lose to it. The answers advanced our clock (`observe`, capped at half the skew
+        // limit ahead); sign again past it.
+        if let Some(newest) = search.newest() {
+            if put.record.precedence(&newest) != std::cmp::Ordering::Greater {
+                let version = self.clock.tick(now_ms());
+                let old = &put.record;
+                match Record::sign(
+                    &self.keypair,
+                    old.key.clone(),
+                    old.value.clone(),
+                    version,
+                    old.expires_at,
+                ) {
+                    Ok(record) if record.precedence(&newest) == std::cmp::Ordering::Greater => {
+                        tracing::debug!(op, key = %record.key, was = %old.version, now = %version, "put: signed again past a newer version held");
+                        put.record = record;
+                    }
+                    // Still behind (the other clock is further ahead than we follow): the put
+                    // goes out as it is and reports `superseded_by`.
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(op, "cannot sign again: {e}"),
+                }
+            }
+        }
         let name = if put.record.is_tombstone() { "del" } else { "put" };
         let candidates = search.answered_peers();
         if !candidates.iter().any(|p| *p != local) {
