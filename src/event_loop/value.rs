@@ -20,6 +20,19 @@ use crate::placement;
 use crate::protocol::{Request, Response, MAX_NEAR, MAX_NEAR_ADDRS};
 use crate::record::{Record, MAX_CLOCK_AHEAD_MS};
 
+/// A fetched record for `key` as it may count: a valid record for that key, or nothing held;
+/// anything else is the replier's failure, with the reason.
+fn vet(key: &str, record: Option<Record>, max_value_size: usize) -> Result<Option<Record>, String> {
+    match record {
+        Some(r) if r.key != key => Err(format!("sent a record for another key ({:?})", r.key)),
+        Some(r) => match r.check(max_value_size, now_ms()) {
+            Ok(()) => Ok(Some(r)),
+            Err(e) => Err(format!("sent a bad record: {e}")),
+        },
+        None => Ok(None),
+    }
+}
+
 impl EventLoop {
     pub(super) fn on_kv(&mut self, event: request_response::Event<Request, Response>) {
         match event {
@@ -202,35 +215,24 @@ impl EventLoop {
         else {
             return; // the search settled without it
         };
+        let mut seen = None;
+        let mut named = Vec::new();
         match response {
-            Response::Found { record, near } => {
-                let held = match record {
-                    Some(r) if r.key != ours.key => {
-                        search.fail(peer, format!("sent a record for another key ({:?})", r.key));
-                        return self.step_put(op);
-                    }
-                    Some(r) => match r.check(max_value_size, now_ms()) {
-                        Err(e) => {
-                            search.fail(peer, format!("sent a bad record: {e}"));
-                            return self.step_put(op);
-                        }
-                        Ok(()) => Some(r),
-                    },
-                    None => None,
-                };
-                if let Some(version) = held.as_ref().map(|r| r.version) {
-                    self.observe(version);
-                }
-                if let Some(Op::Put(PendingPut { search: Some(search), .. })) =
-                    self.ops.get_mut(&op)
-                {
+            Response::Found { record, near } => match vet(&ours.key, record, max_value_size) {
+                Ok(held) => {
+                    seen = held.as_ref().map(|r| r.version);
                     search.answer(peer, held);
+                    named = near;
                 }
-                self.learn_near(op, peer, near);
-            }
+                Err(reason) => search.fail(peer, reason),
+            },
             Response::Rejected { reason } => search.fail(peer, format!("rejected: {reason}")),
             other => search.fail(peer, format!("unexpected answer {other:?}")),
         }
+        if let Some(version) = seen {
+            self.observe(version);
+        }
+        self.learn_near(op, peer, named);
         self.step_put(op);
     }
 
@@ -405,29 +407,18 @@ impl EventLoop {
                 None
             }
             (Some(Op::Get(get)), Response::Found { record, near }) => {
-                let failure = match record {
-                    Some(r) if r.key != get.key => {
-                        Some(format!("sent a record for another key ({:?})", r.key))
-                    }
-                    Some(r) => match r.check(max_value_size, now_ms()) {
-                        Err(e) => Some(format!("sent a bad record: {e}")),
-                        Ok(()) => {
-                            let version = r.version;
-                            get.search.answer(peer, Some(r));
+                match vet(&get.key, record, max_value_size) {
+                    Ok(held) => {
+                        let seen = held.as_ref().map(|r| r.version);
+                        get.search.answer(peer, held);
+                        if let Some(version) = seen {
                             self.observe(version);
-                            None
                         }
-                    },
-                    None => {
-                        get.search.answer(peer, None);
-                        None
+                        self.learn_near(op, peer, near);
+                        return self.step_get(op);
                     }
-                };
-                if failure.is_none() {
-                    self.learn_near(op, peer, near);
-                    return self.step_get(op);
+                    Err(reason) => Some(reason),
                 }
-                failure
             }
             (_, Response::Rejected { reason }) => Some(format!("rejected: {reason}")),
             (_, other) => Some(format!("unexpected answer {other:?}")),
