@@ -22,8 +22,10 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new connection (TCP handshake, Noise, Yamux).
 pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The share of an operation's deadline its Kademlia lookup may use (60 %).
-pub fn lookup_timeout(op_timeout: Duration) -> Duration {
+/// The share of an operation's deadline one Kademlia lookup, one new connection or one request
+/// may use (60 %): a peer that stays silent fails while the operation still has time to ask
+/// another one in its place.
+pub fn peer_timeout(op_timeout: Duration) -> Duration {
     op_timeout.mul_f64(0.6)
 }
 
@@ -71,7 +73,7 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
             let mut kad_config = kad::Config::new(kad_protocol);
             // A lookup stops early enough to leave the operation time for its replica round:
             // on timeout it still yields the peers it reached.
-            kad_config.set_query_timeout(lookup_timeout(config.timeout));
+            kad_config.set_query_timeout(peer_timeout(config.timeout));
             // Values travel over the value protocol; Kademlia's own record store must not fill
             // up with PUT_VALUE / ADD_PROVIDER from peers (with filtering, nothing is stored
             // unless we store it, and we never do).
@@ -98,7 +100,8 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
             let kv = request_response::Behaviour::with_codec(
                 KvCodec::new(config.max_value_size),
                 [(KV_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(config.timeout),
+                request_response::Config::default()
+                    .with_request_timeout(peer_timeout(config.timeout)),
             );
             let identify = identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL.to_owned(),
@@ -124,7 +127,7 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
                 // that does not serve it refuses the stream, as before.
                 .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
         })
-        .with_connection_timeout(lookup_timeout(config.timeout).min(MAX_CONNECTION_TIMEOUT))
+        .with_connection_timeout(peer_timeout(config.timeout).min(MAX_CONNECTION_TIMEOUT))
         .build();
     Ok(swarm)
 }

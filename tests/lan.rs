@@ -213,6 +213,14 @@ async fn a_cut_host_is_noticed_and_comes_back_after_the_heal() {
     let cut_at = Instant::now();
     let put = peers[0].ask_json("put during-cut still-works").await;
     check_ok(&put, "put right after the cut");
+    // A key nobody wrote: "not found" waits for the silent replica's request to fail, then
+    // answers — not a timeout.
+    let missing = peers[1].ask_json("get never-written").await;
+    assert_eq!(missing["found"], false, "get of a missing key right after the cut: {missing}");
+    println!(
+        "right after the cut: put {} ms ({} acked), get of a missing key {} ms",
+        put["elapsed_ms"], put["acked"], missing["elapsed_ms"]
+    );
     let cut_id = ids[2].clone();
     let deadline = Instant::now() + SETTLE;
     let mut noticed = false;

@@ -188,21 +188,41 @@ impl Search {
         self.top().count()
     }
 
-    /// Whether the search has settled on its replicas: every one of the R nearest candidates has
-    /// answered or failed (or the request limit leaves the rest unasked). A put then writes to
-    /// the candidates that answered.
-    pub fn settled(&self) -> bool {
+    /// Whether a put's search has settled on its replicas: no nearer candidate is left to ask
+    /// (or the request limit leaves the rest unasked), and either every one of the R nearest
+    /// has answered or failed, or `needed` of them answered. In the second case the nearest
+    /// still silent are written to as well ([`Search::write_candidates`]): one silent peer (a
+    /// host cut off and not noticed yet) must not hold a put until the deadline, and `needed`
+    /// answers of the R nearest meet every acknowledged write's quorum, so the newest version
+    /// held is among them.
+    pub fn settled(&self, needed: usize) -> bool {
         let room = self.asked < self.budget;
-        !self.top().any(|(_, s)| *s == Reach::Asked || (*s == Reach::Waiting && room))
+        if self.top().any(|(_, s)| *s == Reach::Waiting && room) {
+            return false;
+        }
+        let silent = self.top().any(|(_, s)| *s == Reach::Asked);
+        !silent || self.answered().0 >= needed
     }
 
-    /// The candidates that answered, nearest first.
-    pub fn answered_peers(&self) -> Vec<PeerId> {
-        self.ranked
-            .values()
-            .filter(|p| matches!(self.state.get(*p), Some(Reach::Answered(_))))
-            .copied()
-            .collect()
+    /// The peers a settled put writes to, nearest first: the R nearest that answered or are
+    /// still asked, then the others that answered (spares, asked when a replica fails).
+    pub fn write_candidates(&self) -> Vec<PeerId> {
+        let nearest: Vec<PeerId> = self
+            .top()
+            .filter(|(_, s)| matches!(s, Reach::Answered(_) | Reach::Asked))
+            .map(|(p, _)| *p)
+            .collect();
+        let spares = self.ranked.values().filter(|p| {
+            !nearest.contains(p) && matches!(self.state.get(*p), Some(Reach::Answered(_)))
+        });
+        let mut all = nearest.clone();
+        all.extend(spares);
+        all
+    }
+
+    /// Whether any peer answered (the local peer counts).
+    pub fn any_answered(&self) -> bool {
+        self.state.values().any(|s| matches!(s, Reach::Answered(_)))
     }
 
     /// Whether the get can be answered now, must wait, or cannot be answered.
@@ -327,19 +347,19 @@ mod tests {
             s.offer(*p, 1);
         }
         assert_eq!(s.next_to_ask(), all[1..4].to_vec());
-        assert!(!s.settled());
+        assert!(!s.settled(3));
         s.answer(all[1], None);
         s.answer(all[2], None);
-        assert!(!s.settled(), "one of the three nearest has not answered");
+        assert!(!s.settled(3), "one of the three nearest has not answered");
         // An answer names the nearest peer of all: it is asked, and the search waits for it.
         assert!(s.offer(all[0], 2));
         assert_eq!(s.next_to_ask(), vec![all[0]]);
-        assert!(!s.settled());
+        assert!(!s.settled(3));
         s.answer(all[0], None);
-        assert!(s.settled(), "the three nearest answered; all[3] is no longer among them");
+        assert!(s.settled(3), "the three nearest answered; all[3] is no longer among them");
         s.answer(all[3], None);
         // Every peer that answered is a candidate for the write, nearest first.
-        assert_eq!(s.answered_peers(), all[..4].to_vec());
+        assert_eq!(s.write_candidates(), all[..4].to_vec());
         // A failure among the nearest: the next one is asked before the search settles.
         let mut f = Search::new("k", 2, None, 10);
         for p in &all {
@@ -348,11 +368,11 @@ mod tests {
         f.next_to_ask();
         f.answer(all[0], None);
         f.fail(all[1], "gone");
-        assert!(!f.settled());
+        assert!(!f.settled(2));
         assert_eq!(f.next_to_ask(), vec![all[2]]);
         f.answer(all[2], None);
-        assert!(f.settled());
-        assert_eq!(f.answered_peers(), vec![all[0], all[2]]);
+        assert!(f.settled(2));
+        assert_eq!(f.write_candidates(), vec![all[0], all[2]]);
         // At the request limit with nearer peers unasked, it settles on what it has.
         let mut b = Search::new("k", 3, None, 2);
         for p in &all {
@@ -361,7 +381,40 @@ mod tests {
         assert_eq!(b.next_to_ask().len(), 2);
         b.answer(all[0], None);
         b.answer(all[1], None);
-        assert!(b.settled());
+        assert!(b.settled(3));
+    }
+
+    #[test]
+    fn a_put_does_not_wait_for_a_silent_replica_once_enough_answered() {
+        let all = placement::rank("k", peers(6));
+        let mut s = Search::new("k", 5, None, 10);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        assert_eq!(s.next_to_ask(), all[..5].to_vec());
+        s.answer(all[0], None);
+        s.answer(all[2], None);
+        assert!(!s.settled(3), "two of five answered, three needed");
+        s.answer(all[4], Some(record("k", 1)));
+        assert!(s.settled(3), "three answered; the two silent ones do not hold the put");
+        // The silent nearest are written to as well; all[5] was never asked.
+        assert_eq!(s.write_candidates(), all[..5].to_vec());
+        assert!(s.newest().is_some());
+        // A nearer peer still to ask keeps it open, however many answered.
+        let mut w = Search::new("k", 2, None, 10);
+        w.offer(all[1], 1);
+        w.offer(all[2], 1);
+        w.next_to_ask();
+        w.answer(all[1], None);
+        w.answer(all[2], None);
+        assert!(w.settled(2));
+        w.offer(all[0], 2);
+        assert!(!w.settled(2), "all[0] is nearer and not asked yet");
+        assert_eq!(w.next_to_ask(), vec![all[0]]);
+        assert!(w.settled(1), "all[1] answered and all[0] is asked: one is enough here");
+        assert!(!w.settled(2));
+        // A spare that answered follows the nearest in the write candidates.
+        assert_eq!(w.write_candidates(), vec![all[0], all[1], all[2]]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use libp2p::request_response::{
 use libp2p::{Multiaddr, PeerId};
 
 use super::ops::{Op, OpId, PendingPut, Tally};
-use super::search::Verdict;
+use super::search::{Search, Verdict};
 use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Hlc};
 use crate::error::Error;
@@ -198,12 +198,20 @@ impl EventLoop {
             return self.on_probe_answer(op, local, response);
         }
         let settled = match self.ops.get(&op) {
-            Some(Op::Put(PendingPut { search: Some(search), .. })) => search.settled(),
+            Some(Op::Put(PendingPut { search: Some(search), .. })) => {
+                search.settled(self.put_needed(search))
+            }
             _ => false,
         };
         if settled {
             self.search_done(op);
         }
+    }
+
+    /// Answers a put's search needs before it writes: the write quorum, else a majority of the
+    /// replicas the search can settle on.
+    fn put_needed(&self, search: &Search) -> usize {
+        self.config.write_quorum.unwrap_or_else(|| placement::majority(search.replicas().max(1)))
     }
 
     /// A put's Fetch answered: what the peer holds tells the newest version there; the peers it
@@ -245,8 +253,8 @@ impl EventLoop {
         }
     }
 
-    /// A put's search settled: the R nearest peers that answered are the replicas, the others
-    /// that answered are spares; ask the replicas to store (remote ones first, so a local
+    /// A put's search settled: the R nearest peers that answered or are still silent are the
+    /// replicas, the others that answered are spares; ask the replicas to store (remote ones first, so a local
     /// answer cannot end the put before they are asked).
     fn search_done(&mut self, op: OpId) {
         let local = self.local_peer_id();
@@ -279,8 +287,8 @@ impl EventLoop {
             }
         }
         let name = if put.record.is_tombstone() { "del" } else { "put" };
-        let candidates = search.answered_peers();
-        if !candidates.iter().any(|p| *p != local) {
+        let candidates = search.write_candidates();
+        if !search.any_answered() || !candidates.iter().any(|p| *p != local) {
             let known = self.routing_table_len();
             let err = if search.failures.is_empty() {
                 Error::NoPeers { known }
@@ -606,7 +614,8 @@ impl EventLoop {
                     let mut failures =
                         search.as_ref().map(|s| s.failures.clone()).unwrap_or_default();
                     failures.push("the search for the replicas did not finish".to_owned());
-                    (0, 1, failures)
+                    let needed = search.as_ref().map_or(1, |s| self.put_needed(s));
+                    (0, needed, failures)
                 }
             },
             Some(Op::Get(get)) => {
