@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cluster, local, percentiles, shutdown, wait_for, within, WAIT};
+use common::{cluster, full_tables, local, percentiles, shutdown, wait_for, within, WAIT};
 use libp2p::identity::Keypair;
 use peerkv::{Config, Error, Hlc, Record, Request, Response};
 
@@ -65,6 +65,8 @@ async fn ten_nodes_put_get_overwrite_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_converge() {
     let nodes = cluster(10, |_| local()).await;
+    // Both writers and node 0 (which names the replicas below) must agree on them.
+    full_tables(&nodes).await;
     for round in 0..5 {
         let key = format!("contested-{round}");
         let (a, b) = tokio::join!(
@@ -253,6 +255,8 @@ async fn forged_records_are_rejected_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_answer_names_the_replicas() {
     let nodes = cluster(10, |_| local()).await;
+    // The replier names the nearest peers of its own table: every table whole first.
+    full_tables(&nodes).await;
     let put = within("put", nodes[0].put("hinted", "v")).await.expect("put");
     let replicas: std::collections::BTreeSet<_> =
         peerkv::placement::plan("hinted", nodes.iter().map(|n| n.peer_id()), 5, None)

@@ -202,7 +202,9 @@ async fn a_cut_host_is_noticed_and_comes_back_after_the_heal() {
     let _serial = SERIAL.lock().await;
     let Some(lan) = Lan::up(5) else { return };
     let since = Instant::now();
-    let (mut peers, ids) = lan.start_all(5, &[]).await;
+    // A request to the cut host fails after 60 % of --timeout (12 s): the get of a missing key
+    // below waits for that, with 8 s to spare before its own deadline.
+    let (mut peers, ids) = lan.start_all(5, &["--timeout", "20"]).await;
     assert!(all_know_all(&mut peers, &ids, since).await.is_some(), "discovery incomplete");
     for k in 0..5 {
         check_ok(&peers[0].ask_json(&format!("put before-{k} v{k}")).await, "put before the cut");

@@ -85,6 +85,21 @@ async fn kill_all_and_restart_without_bootstrap() {
         assert_eq!(&new_id, id, "the peer id changed across the restart");
         restarted.push(peer);
     }
+    // Every peer finds the other two again (a port another process took meanwhile means a
+    // new address, found by the rejoin timer) before the reads count.
+    let ids = [id_a, id_b, id_c];
+    let deadline = Instant::now() + REJOIN;
+    for (i, peer) in restarted.iter_mut().enumerate() {
+        loop {
+            let routes = peer.routes().await;
+            let others = ids.iter().enumerate().filter(|(j, _)| *j != i);
+            if others.clone().all(|(_, id)| routes.contains(id)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "peer {i} did not rejoin: routes {routes:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let first = latest.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("keys");
     let got = eventually_reads(&mut restarted[2], &first.0, &first.1).await;
     assert_eq!(got["value"], first.1.as_str(), "the restarted peers did not rejoin: {got}");

@@ -70,6 +70,18 @@ pub async fn cluster(n: usize, config: impl Fn(usize) -> Config) -> Vec<Node> {
     nodes
 }
 
+/// Waits until every node has every other node in its routing table.
+pub async fn full_tables(nodes: &[Node]) {
+    let want = nodes.len() - 1;
+    for (i, node) in nodes.iter().enumerate() {
+        let ok = wait_for(WAIT, || async {
+            node.info().await.map(|i| i.routing_table >= want).unwrap_or(false)
+        })
+        .await;
+        assert!(ok, "node {i} never saw all {want} others");
+    }
+}
+
 /// Shuts every node down.
 pub async fn shutdown(nodes: &[Node]) {
     for node in nodes {
