@@ -159,7 +159,7 @@ impl EventLoop {
         let id = self.new_op_id();
         tracing::debug!(op = id, key = %record.key, version = %record.version, "put: search");
         search.offer(self.local_peer_id(), 0);
-        for (peer, _) in self.nearest_known(&record.key, 2 * self.config.replication) {
+        for peer in self.nearest_peers(&record.key, 2 * self.config.replication) {
             search.offer(peer, 1);
         }
         self.ops.insert(
@@ -202,7 +202,7 @@ impl EventLoop {
         let replication = self.config.replication;
         let mut search = self.new_search(&key);
         search.offer(self.local_peer_id(), 0);
-        for (peer, _) in self.nearest_known(&key, 2 * replication) {
+        for peer in self.nearest_peers(&key, 2 * replication) {
             search.offer(peer, 1);
         }
         let now = Instant::now();

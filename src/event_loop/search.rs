@@ -220,6 +220,11 @@ impl Search {
         all
     }
 
+    /// Whether a peer already answered with exactly `record` (signature included).
+    pub fn holds(&self, record: &Record) -> bool {
+        self.state.values().any(|s| matches!(s, Reach::Answered(Some(r)) if r == record))
+    }
+
     /// Whether any peer answered (the local peer counts).
     pub fn any_answered(&self) -> bool {
         self.state.values().any(|s| matches!(s, Reach::Answered(_)))
@@ -415,6 +420,25 @@ mod tests {
         assert!(!w.settled(2));
         // A spare that answered follows the nearest in the write candidates.
         assert_eq!(w.write_candidates(), vec![all[0], all[1], all[2]]);
+    }
+
+    #[test]
+    fn holds_only_the_very_record_an_answer_carried() {
+        let all = peers(2);
+        let mut s = Search::new("k", 2, None, 10);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.next_to_ask();
+        let r = record("k", 3);
+        assert!(!s.holds(&r));
+        s.answer(all[0], Some(r.clone()));
+        assert!(s.holds(&r));
+        // Same key and version from another writer, or the same record altered: not held.
+        assert!(!s.holds(&record("k", 3)));
+        let mut altered = r.clone();
+        altered.value = Some(b"other".to_vec());
+        assert!(!s.holds(&altered));
     }
 
     #[test]

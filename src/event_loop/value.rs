@@ -22,9 +22,19 @@ use crate::record::{Record, MAX_CLOCK_AHEAD_MS};
 
 /// A fetched record for `key` as it may count: a valid record for that key, or nothing held;
 /// anything else is the replier's failure, with the reason.
-fn vet(key: &str, record: Option<Record>, max_value_size: usize) -> Result<Option<Record>, String> {
+///
+/// A record equal (signature included) to one another peer sent in the same search passed the
+/// same check moments ago (`seen`): its signature is not verified again — replicas mostly send
+/// the same record, and verifying is most of the CPU a get spends in our own code.
+fn vet(
+    key: &str,
+    record: Option<Record>,
+    max_value_size: usize,
+    seen: impl Fn(&Record) -> bool,
+) -> Result<Option<Record>, String> {
     match record {
         Some(r) if r.key != key => Err(format!("sent a record for another key ({:?})", r.key)),
+        Some(r) if seen(&r) => Ok(Some(r)),
         Some(r) => match r.check(max_value_size, now_ms()) {
             Ok(()) => Ok(Some(r)),
             Err(e) => Err(format!("sent a bad record: {e}")),
@@ -133,27 +143,50 @@ impl EventLoop {
         self.clock.observe(seen.min(Hlc::new(now_ms().saturating_add(MAX_CLOCK_AHEAD_MS / 2), 0)));
     }
 
-    /// The value-protocol peers of the routing table nearest to `key`, nearest first, with
-    /// their addresses: what a fetch answer names, and where a get starts.
-    pub(super) fn nearest_known(&mut self, key: &str, n: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    /// The value-protocol peers of the routing table nearest to `key`, nearest first: where a
+    /// get or a put's search starts.
+    pub(super) fn nearest_peers(&mut self, key: &str, n: usize) -> Vec<PeerId> {
         if n == 0 {
             return Vec::new();
         }
         let target = KBucketKey::new(key.as_bytes().to_vec());
         let kv_support = &self.kv_support;
-        let mut ranked: Vec<(KBucketDistance, PeerId, Vec<Multiaddr>)> = Vec::new();
+        let mut ranked: Vec<(KBucketDistance, PeerId)> = Vec::with_capacity(64);
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
                 let peer = *entry.node.key.preimage();
-                if kv_support.get(&peer) == Some(&false) {
-                    continue;
+                if kv_support.get(&peer) != Some(&false) {
+                    ranked.push((target.distance(entry.node.key), peer));
                 }
-                let addrs = entry.node.value.iter().take(MAX_NEAR_ADDRS).cloned().collect();
-                ranked.push((target.distance(entry.node.key), peer, addrs));
             }
         }
+        if ranked.len() > n {
+            ranked.select_nth_unstable_by_key(n - 1, |a| a.0);
+            ranked.truncate(n);
+        }
         ranked.sort_unstable_by_key(|a| a.0);
-        ranked.into_iter().take(n).map(|(_, p, a)| (p, a)).collect()
+        ranked.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// [`EventLoop::nearest_peers`] with their addresses: what a fetch answer names. Only the
+    /// peers named have their addresses copied (it runs for every Fetch served).
+    pub(super) fn nearest_known(&mut self, key: &str, n: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let peers = self.nearest_peers(key, n);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        peers
+            .into_iter()
+            .map(|peer| {
+                let addrs =
+                    kad.kbucket(peer)
+                        .and_then(|bucket| {
+                            bucket.iter().find(|e| *e.node.key.preimage() == peer).map(|e| {
+                                e.node.value.iter().take(MAX_NEAR_ADDRS).cloned().collect()
+                            })
+                        })
+                        .unwrap_or_default();
+                (peer, addrs)
+            })
+            .collect()
     }
 
     /// Asks `peer` on behalf of `op`: sends the request, or answers it at once from the local
@@ -226,14 +259,16 @@ impl EventLoop {
         let mut seen = None;
         let mut named = Vec::new();
         match response {
-            Response::Found { record, near } => match vet(&ours.key, record, max_value_size) {
-                Ok(held) => {
-                    seen = held.as_ref().map(|r| r.version);
-                    search.answer(peer, held);
-                    named = near;
+            Response::Found { record, near } => {
+                match vet(&ours.key, record, max_value_size, |r| search.holds(r)) {
+                    Ok(held) => {
+                        seen = held.as_ref().map(|r| r.version);
+                        search.answer(peer, held);
+                        named = near;
+                    }
+                    Err(reason) => search.fail(peer, reason),
                 }
-                Err(reason) => search.fail(peer, reason),
-            },
+            }
             Response::Rejected { reason } => search.fail(peer, format!("rejected: {reason}")),
             other => search.fail(peer, format!("unexpected answer {other:?}")),
         }
@@ -415,7 +450,7 @@ impl EventLoop {
                 None
             }
             (Some(Op::Get(get)), Response::Found { record, near }) => {
-                match vet(&get.key, record, max_value_size) {
+                match vet(&get.key, record, max_value_size, |r| get.search.holds(r)) {
                     Ok(held) => {
                         let seen = held.as_ref().map(|r| r.version);
                         get.search.answer(peer, held);
