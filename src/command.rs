@@ -221,6 +221,9 @@ pub struct Stats {
     pub records_removed: u64,
     /// How long the last round took to plan and send, in ms.
     pub last_round_ms: f64,
+    /// Requests of puts and gets sent a second time because their connection closed before
+    /// the answer came.
+    pub requests_resent: u64,
 }
 
 /// What one upkeep round sent.

@@ -172,7 +172,7 @@ fn render_human(result: &Result<Outcome, String>) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         Outcome::Stats(st) => format!(
-            "{} records ({} tombstones, {} bytes); upkeep: {} rounds, {} summaries and {} digests sent ({} entries, {} bytes), {} received; {} records handed on ({} bytes); {} removed (expired or old tombstones); last round {:.1} ms",
+            "{} records ({} tombstones, {} bytes); upkeep: {} rounds, {} summaries and {} digests sent ({} entries, {} bytes), {} received; {} records handed on ({} bytes); {} removed (expired or old tombstones); last round {:.1} ms; {} requests sent again after their connection closed",
             st.records,
             st.tombstones,
             st.bytes,
@@ -185,7 +185,8 @@ fn render_human(result: &Result<Outcome, String>) -> String {
             st.records_pushed,
             st.push_bytes_sent,
             st.records_removed,
-            st.last_round_ms
+            st.last_round_ms,
+            st.requests_resent
         ),
         Outcome::Help => HELP.trim_end().to_owned(),
         Outcome::Quit => "bye".into(),

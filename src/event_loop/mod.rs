@@ -182,6 +182,8 @@ pub(crate) struct EventLoop {
     lookups: HashMap<QueryId, Lookup>,
     /// Value-protocol requests in flight.
     requests: HashMap<OutboundRequestId, Outbound>,
+    /// Requests that are already a second try (see `EventLoop::resend`).
+    retried: HashSet<OutboundRequestId>,
     /// Dials someone waits for.
     dials: HashMap<ConnectionId, PendingDial>,
     /// Raw requests in flight (counted against [`MAX_PENDING_OPS`]).
@@ -231,6 +233,7 @@ impl EventLoop {
             ops: HashMap::new(),
             lookups: HashMap::new(),
             requests: HashMap::new(),
+            retried: HashSet::new(),
             dials: HashMap::new(),
             raw_in_flight: 0,
             bootstraps_awaiting_identify: Vec::new(),

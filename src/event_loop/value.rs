@@ -62,6 +62,13 @@ impl EventLoop {
                 {
                     self.kv_support.insert(peer, false);
                 }
+                let second_try = self.retried.remove(&request_id);
+                if !second_try
+                    && matches!(error, OutboundFailure::ConnectionClosed)
+                    && self.resend(request_id, peer)
+                {
+                    return;
+                }
                 self.on_request_failed(request_id, peer, error.to_string());
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -406,6 +413,7 @@ impl EventLoop {
     }
 
     fn on_response(&mut self, id: OutboundRequestId, peer: PeerId, response: Response) {
+        self.retried.remove(&id);
         match self.requests.remove(&id) {
             None => tracing::debug!(%peer, "late answer dropped"),
             Some(Outbound::Raw(reply)) => {
@@ -470,6 +478,36 @@ impl EventLoop {
             None => self.progress(op),
             Some(reason) => self.op_request_failed(op, peer, reason),
         }
+    }
+
+    /// A request of a put or get lost its connection before the answer came: sends it again
+    /// once (to a new connection, or another one open to the peer) instead of failing the peer.
+    /// With idle timeouts a connection that carried nothing for a while closes, and a request
+    /// sent just then meets the close (at N = 500, one get in 200 lost four of its five replicas
+    /// at once this way: the connections one earlier get had opened closed together). Fetch and
+    /// Store are idempotent. Returns whether it was sent again.
+    fn resend(&mut self, id: OutboundRequestId, peer: PeerId) -> bool {
+        let near = u16::try_from(self.config.replication).unwrap_or(u16::MAX);
+        let (op, probe) = match self.requests.get(&id) {
+            Some(Outbound::Probe(op)) => (*op, true),
+            Some(Outbound::Op(op)) => (*op, false),
+            _ => return false,
+        };
+        let request = match (self.ops.get(&op), probe) {
+            (Some(Op::Put(PendingPut { search: Some(_), record, .. })), true) => {
+                Request::Fetch { key: record.key.clone(), near }
+            }
+            (Some(Op::Get(get)), false) => Request::Fetch { key: get.key.clone(), near },
+            (Some(Op::Put(put)), false) => Request::Store { record: put.record.clone() },
+            _ => return false,
+        };
+        let Some(outbound) = self.requests.remove(&id) else { return false };
+        tracing::debug!(%peer, "connection closed under a request: sending it again");
+        let again = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+        self.requests.insert(again, outbound);
+        self.retried.insert(again);
+        self.stats.requests_resent += 1;
+        true
     }
 
     fn on_request_failed(&mut self, id: OutboundRequestId, peer: PeerId, reason: String) {
