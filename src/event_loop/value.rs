@@ -296,8 +296,8 @@ impl EventLoop {
     }
 
     /// A put's search settled: the R nearest peers that answered or are still silent are the
-    /// replicas, the others that answered are spares; ask the replicas to store (remote ones first, so a local
-    /// answer cannot end the put before they are asked).
+    /// replicas, the others that answered are spares; ask the replicas to store (remote ones
+    /// first, so a local answer cannot end the put before they are asked).
     fn search_done(&mut self, op: OpId) {
         let local = self.local_peer_id();
         let Some(Op::Put(put)) = self.ops.get_mut(&op) else { return };
