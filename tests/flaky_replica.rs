@@ -13,7 +13,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{cluster, shutdown, wait_for, within, WAIT};
+use common::{cluster, shutdown, wait_for, within, AbortOnDrop, WAIT};
 use futures::StreamExt;
 use libp2p::kad::store::MemoryStore;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -30,15 +30,6 @@ struct Flaky {
     kad: kad::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
     kv: request_response::Behaviour<KvCodec>,
-}
-
-/// Aborts the flaky peer's task when the test ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn flaky_swarm() -> Result<Swarm<Flaky>, Box<dyn std::error::Error>> {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{cluster, local, shutdown, wait_for, within, WAIT};
+use common::{cluster, local, shutdown, wait_for, within, AbortOnDrop, WAIT};
 use futures::StreamExt;
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -50,15 +50,6 @@ struct Observed {
     find_node: AtomicUsize,
     /// Peers in its own routing table.
     routing_table: AtomicUsize,
-}
-
-/// Aborts the foreign peer's task when the test ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn foreign_swarm() -> Result<Swarm<Foreign>, Box<dyn std::error::Error>> {

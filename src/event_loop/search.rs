@@ -225,11 +225,6 @@ impl Search {
         self.state.values().any(|s| matches!(s, Reach::Answered(Some(r)) if r == record))
     }
 
-    /// Whether any peer answered (the local peer counts).
-    pub fn any_answered(&self) -> bool {
-        self.state.values().any(|s| matches!(s, Reach::Answered(_)))
-    }
-
     /// Whether the get can be answered now, must wait, or cannot be answered.
     pub fn verdict(&self) -> Verdict {
         let (answered, found) = self.answered();

@@ -221,7 +221,6 @@ impl EventLoop {
     /// first), and once the search settled, writes to the replicas it found.
     pub(super) fn step_put(&mut self, op: OpId) {
         let local = self.local_peer_id();
-        let near = u16::try_from(self.config.replication).unwrap_or(u16::MAX);
         let (key, ask) = match self.ops.get_mut(&op) {
             Some(Op::Put(PendingPut { search: Some(search), record, .. })) => {
                 (record.key.clone(), search.next_to_ask())
@@ -229,7 +228,7 @@ impl EventLoop {
             _ => return,
         };
         for peer in ask.iter().filter(|p| **p != local) {
-            let request = Request::Fetch { key: key.clone(), near };
+            let request = self.fetch(key.clone());
             let id = self.swarm.behaviour_mut().kv.send_request(peer, request);
             self.requests.insert(id, Outbound::Probe(op));
         }
@@ -246,6 +245,12 @@ impl EventLoop {
         if settled {
             self.search_done(op);
         }
+    }
+
+    /// The Fetch a search sends a remote peer: what it holds of `key` and the R peers it knows
+    /// nearest to it.
+    fn fetch(&self, key: String) -> Request {
+        Request::Fetch { key, near: u16::try_from(self.config.replication).unwrap_or(u16::MAX) }
     }
 
     /// Answers a put's search needs before it writes: the write quorum, else a majority of the
@@ -330,7 +335,7 @@ impl EventLoop {
         }
         let name = if put.record.is_tombstone() { "del" } else { "put" };
         let candidates = search.write_candidates();
-        if !search.any_answered() || !candidates.iter().any(|p| *p != local) {
+        if !candidates.iter().any(|p| *p != local) {
             let known = self.routing_table_len();
             let err = if search.failures.is_empty() {
                 Error::NoPeers { known }
@@ -370,7 +375,6 @@ impl EventLoop {
     /// so a local answer cannot end the get before they are asked), then sees where it stands.
     pub(super) fn step_get(&mut self, op: OpId) {
         let local = self.local_peer_id();
-        let near = u16::try_from(self.config.replication).unwrap_or(u16::MAX);
         let (key, ask) = match self.ops.get_mut(&op) {
             Some(Op::Get(get)) if get.reply.is_some() => {
                 (get.key.clone(), get.search.next_to_ask())
@@ -378,7 +382,8 @@ impl EventLoop {
             _ => return self.progress(op),
         };
         for peer in ask.iter().filter(|p| **p != local) {
-            self.ask(op, *peer, Request::Fetch { key: key.clone(), near });
+            let request = self.fetch(key.clone());
+            self.ask(op, *peer, request);
         }
         if ask.contains(&local) {
             self.ask(op, local, Request::Fetch { key, near: 0 });
@@ -487,7 +492,6 @@ impl EventLoop {
     /// at once this way: the connections one earlier get had opened closed together). Fetch and
     /// Store are idempotent. Returns whether it was sent again.
     fn resend(&mut self, id: OutboundRequestId, peer: PeerId) -> bool {
-        let near = u16::try_from(self.config.replication).unwrap_or(u16::MAX);
         let (op, probe) = match self.requests.get(&id) {
             Some(Outbound::Probe(op)) => (*op, true),
             Some(Outbound::Op(op)) => (*op, false),
@@ -495,9 +499,9 @@ impl EventLoop {
         };
         let request = match (self.ops.get(&op), probe) {
             (Some(Op::Put(PendingPut { search: Some(_), record, .. })), true) => {
-                Request::Fetch { key: record.key.clone(), near }
+                self.fetch(record.key.clone())
             }
-            (Some(Op::Get(get)), false) => Request::Fetch { key: get.key.clone(), near },
+            (Some(Op::Get(get)), false) => self.fetch(get.key.clone()),
             (Some(Op::Put(put)), false) => Request::Store { record: put.record.clone() },
             _ => return false,
         };

@@ -82,6 +82,16 @@ pub async fn full_tables(nodes: &[Node]) {
     }
 }
 
+/// Aborts a task a test spawned (a bare libp2p swarm standing in for another peer) when the
+/// test ends, however it ends.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Shuts every node down.
 pub async fn shutdown(nodes: &[Node]) {
     for node in nodes {
