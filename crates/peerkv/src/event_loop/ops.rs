@@ -8,6 +8,7 @@ use libp2p::PeerId;
 
 use super::search::Search;
 use crate::command::{GetReport, PutReport, Reply};
+use crate::error::short_id;
 use crate::placement::Plan;
 use crate::record::Record;
 
@@ -62,7 +63,7 @@ impl Tally {
     ) -> Option<PeerId> {
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.failures.len() < MAX_REASONS {
-            self.failures.push(format!("{}: {reason}", short(&peer)));
+            self.failures.push(format!("{}: {reason}", short_id(&peer)));
         }
         if self.met() && !refill {
             return None;
@@ -79,13 +80,6 @@ impl Tally {
     pub fn impossible(&self) -> bool {
         self.ok.len() + self.in_flight + self.spares.len() < self.needed
     }
-}
-
-/// The last characters of a peer id, enough to tell peers apart in a message.
-pub(crate) fn short(peer: &PeerId) -> String {
-    let s = peer.to_base58();
-    let tail = s.len().saturating_sub(8);
-    format!("…{}", &s[tail..])
 }
 
 /// A put (or delete) in flight.

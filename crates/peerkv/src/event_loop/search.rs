@@ -148,7 +148,7 @@ impl Search {
         if let Some(s) = self.state.get_mut(&peer) {
             *s = Reach::Failed;
             if self.failures.len() < MAX_REASONS {
-                self.failures.push(format!("{}: {reason}", super::ops::short(&peer)));
+                self.failures.push(format!("{}: {reason}", crate::error::short_id(&peer)));
             }
         }
     }

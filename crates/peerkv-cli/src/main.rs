@@ -4,10 +4,15 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use peerkv::cli::Cli;
-use peerkv::output::{render, Outcome};
 use peerkv::Node;
 use tracing_subscriber::EnvFilter;
+
+use crate::cli::Cli;
+use crate::output::{render, Outcome};
+
+mod cli;
+mod output;
+mod repl;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,7 +53,7 @@ async fn main() -> ExitCode {
     }
 
     let code = tokio::select! {
-        result = peerkv::repl::run(&node, cli.json) => match result {
+        result = repl::run(&node, cli.json) => match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: reading stdin: {e}");

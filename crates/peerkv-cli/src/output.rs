@@ -1,13 +1,14 @@
 //! Rendering results for people (one short line, or a few for lists) or for programs (exactly
 //! one JSON object per command, on one line, with `"ok": true|false`). Pure functions.
 
-use libp2p::{Multiaddr, PeerId};
+use peerkv::{Multiaddr, PeerId};
 use serde_json::{json, Map, Value};
 
-use crate::command::{
+use peerkv::command::{
     BootstrapReport, ClosestReport, GetReport, KeyEntry, NodeInfo, PeerSummary, PutReport,
     RouteEntry,
 };
+
 use crate::repl::HELP;
 
 /// The successful result of one REPL command.
@@ -34,7 +35,7 @@ pub enum Outcome {
     /// `keys`.
     Keys(Vec<KeyEntry>),
     /// `stats`.
-    Stats(crate::command::Stats),
+    Stats(peerkv::command::Stats),
     /// `help`.
     Help,
     /// `quit`.
@@ -353,7 +354,7 @@ mod tests {
     fn put_report_renders_both_ways() {
         let r = PutReport {
             key: "k".into(),
-            version: crate::Hlc::new(1, 2),
+            version: peerkv::Hlc::new(1, 2),
             acked: 2,
             replicas: 3,
             needed: 2,

@@ -16,17 +16,11 @@
 //! baseline peer), `workload.rs` (phases and measurement), `sys.rs` (`/proc` readings),
 //! `child.rs` (child processes and network namespaces), `report.rs` (JSON, Markdown, SVG).
 
-#[path = "peerkv-bench/child.rs"]
 mod child;
-#[path = "peerkv-bench/kad_node.rs"]
 mod kad_node;
-#[path = "peerkv-bench/peer.rs"]
 mod peer;
-#[path = "peerkv-bench/report.rs"]
 mod report;
-#[path = "peerkv-bench/sys.rs"]
 mod sys;
-#[path = "peerkv-bench/workload.rs"]
 mod workload;
 
 use std::num::NonZeroUsize;

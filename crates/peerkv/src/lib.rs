@@ -19,7 +19,9 @@
 //!   hybrid logical clock, replica choice and quorum arithmetic.
 //! - [`store`], [`data_dir`]: the records a peer holds (redb, durable before acknowledged), its
 //!   identity and the peers it knew.
-//! - [`repl`], [`output`], [`cli`]: the faces for people and scripts.
+//!
+//! The faces for people and scripts (the `peerkv` binary: flags, REPL, rendering) live in the
+//! `peerkv-cli` crate of the workspace; the benchmark in `peerkv-bench`.
 //!
 //! ```no_run
 //! # async fn demo() -> peerkv::Result<()> {
@@ -32,7 +34,6 @@
 //! ```
 
 pub mod behaviour;
-pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
@@ -40,11 +41,9 @@ pub mod data_dir;
 pub mod error;
 mod event_loop;
 pub mod node;
-pub mod output;
 pub mod placement;
 pub mod protocol;
 pub mod record;
-pub mod repl;
 pub mod store;
 
 pub use clock::Hlc;
@@ -53,7 +52,7 @@ pub use command::{
     PutReport, RouteEntry,
 };
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{short_id, Error, Result};
 pub use libp2p::{Multiaddr, PeerId};
 pub use node::Node;
 pub use protocol::{Request, Response};

@@ -148,3 +148,10 @@ fn known_suffix(known: usize) -> String {
         String::new()
     }
 }
+
+/// The last characters of a peer id, enough to tell peers apart in a message (`…Ab3xYz9q`).
+pub fn short_id(peer: &PeerId) -> String {
+    let s = peer.to_base58();
+    let tail = s.len().saturating_sub(8);
+    format!("…{}", &s[tail..])
+}

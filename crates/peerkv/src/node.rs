@@ -1,6 +1,6 @@
 //! [`Node`]: the cheap, cloneable handle through which everything talks to a running peer.
 //!
-//! Each method files one [`Command`] with its own reply channel on a bounded queue and awaits
+//! Each method files one `Command` with its own reply channel on a bounded queue and awaits
 //! the answer. Every operation has a deadline inside the event loop, so none of them hangs.
 //! Dropping a method's future early is safe (the loop notices the closed reply channel); the
 //! operation itself may still complete on the network.

@@ -5,11 +5,11 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use libp2p::Multiaddr;
+use peerkv::Multiaddr;
+use peerkv::Node;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
-use crate::node::Node;
 use crate::output::{render, Outcome};
 
 /// The commands, for `help` and completion.
@@ -272,7 +272,7 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, String> {
 
 /// Runs one command on `node`.
 pub async fn execute(node: &Node, command: ReplCommand) -> Result<Outcome, String> {
-    let s = |e: crate::Error| e.to_string();
+    let s = |e: peerkv::Error| e.to_string();
     match command {
         ReplCommand::Put { key, value, ttl } => {
             node.put_with_ttl(key, value, ttl).await.map(Outcome::Put).map_err(s)
@@ -345,7 +345,7 @@ pub async fn run(node: &Node, json: bool) -> std::io::Result<()> {
 async fn run_interactive(node: &Node, json: bool) -> std::io::Result<()> {
     let (line_tx, mut line_rx) = mpsc::channel::<String>(1);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let prompt = format!("peerkv {}> ", crate::event_loop::ops::short(&node.peer_id()));
+    let prompt = format!("peerkv {}> ", peerkv::short_id(&node.peer_id()));
     let editor = std::thread::Builder::new()
         .name("peerkv-repl".into())
         .spawn(move || editor_loop(&prompt, &line_tx, &done_rx))?;

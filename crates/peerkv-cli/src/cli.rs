@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use clap::Parser;
-use libp2p::Multiaddr;
+use peerkv::Multiaddr;
 
-use crate::config::{self, Config};
-use crate::protocol::DEFAULT_KAD_PROTOCOL;
+use peerkv::config::{self, Config};
+use peerkv::protocol::DEFAULT_KAD_PROTOCOL;
 
 /// A peer-to-peer key-value store: start a peer, put and get keys from its REPL.
 ///
@@ -130,7 +130,7 @@ impl Cli {
             data_dir: if self.ephemeral {
                 None
             } else {
-                match self.data_dir.clone().or_else(crate::data_dir::default_data_dir) {
+                match self.data_dir.clone().or_else(peerkv::data_dir::default_data_dir) {
                     Some(dir) => Some(dir),
                     None => {
                         return Err("no data directory: HOME and XDG_DATA_HOME are unset — give --data-dir DIR or --ephemeral".into())

@@ -4,8 +4,6 @@
 #![allow(dead_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-pub mod process;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 

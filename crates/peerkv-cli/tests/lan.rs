@@ -21,7 +21,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn script() -> String {
-    format!("{}/scripts/lan.sh", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../scripts/lan.sh", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// One run of test hosts; removed on drop (and by `clean-stale` after a crash).
@@ -380,7 +380,7 @@ async fn a_healed_partition_converges_on_the_greater_version() {
     let status = Command::new(script()).args(["join", &lan.run]).status().expect("lan.sh");
     assert!(status.success());
     let healed_at = Instant::now();
-    let all: Vec<libp2p::PeerId> = ids.iter().map(|id| id.parse().expect("peer id")).collect();
+    let all: Vec<peerkv::PeerId> = ids.iter().map(|id| id.parse().expect("peer id")).collect();
     let deadline = Instant::now() + SETTLE;
     loop {
         let mut held: Vec<std::collections::HashMap<String, String>> = Vec::new();
