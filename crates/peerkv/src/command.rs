@@ -50,6 +50,10 @@ pub struct PutReport {
     /// Set when a replica already held a newer version (a concurrent write won): the greatest
     /// such version.
     pub superseded_by: Option<Hlc>,
+    /// Whether the replicas' answers showed a live value under the key before this write (for
+    /// a delete, `false` means there was nothing to delete; the tombstone is stored anyway, so
+    /// a copy that shows up later stays deleted).
+    pub existed: bool,
     /// From the call to the W-th acknowledgement.
     pub elapsed: Duration,
 }

@@ -146,6 +146,29 @@ pub fn default_listen() -> Vec<Multiaddr> {
         .collect()
 }
 
+/// Why peerkv cannot use `addr`, if it cannot: addresses that name a host (`/dns`, `/dns4`,
+/// `/dns6`, `/dnsaddr`) are not supported, because peerkv resolves no names (it has no DNS
+/// transport: a name would need a resolver that sends queries off the machine).
+///
+/// # Errors
+/// The reason, in words for the user.
+pub fn check_multiaddr(addr: &Multiaddr) -> std::result::Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let named = addr.iter().find_map(|p| match p {
+        Protocol::Dns(_) => Some("/dns"),
+        Protocol::Dns4(_) => Some("/dns4"),
+        Protocol::Dns6(_) => Some("/dns6"),
+        Protocol::Dnsaddr(_) => Some("/dnsaddr"),
+        _ => None,
+    });
+    match named {
+        Some(kind) => Err(format!(
+            "{kind} addresses are not supported (peerkv resolves no host names): give the peer's /ip4 or /ip6 address, as it prints them at start"
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// A configuration for tests and local clusters: TCP on 127.0.0.1 only, mDNS off.
     pub fn local() -> Self {
@@ -164,6 +187,11 @@ impl Config {
         let bad = |m: String| Err(Error::Config(m));
         if self.listen.is_empty() {
             return bad("no listen address: give at least one --listen".into());
+        }
+        for addr in self.listen.iter().chain(&self.bootstrap) {
+            if let Err(why) = check_multiaddr(addr) {
+                return bad(format!("{addr}: {why}"));
+            }
         }
         if self.replication == 0 || self.replication > MAX_REPLICATION {
             return bad(format!(

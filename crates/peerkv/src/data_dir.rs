@@ -40,6 +40,9 @@ fn refuse(dir: &Path, what: impl std::fmt::Display) -> Error {
 /// [`Error::DataDirLocked`] when another peer runs on it; [`Error::DataDir`] when it holds
 /// other files, cannot be read, or holds another identity than `wanted`.
 pub fn open(dir: &Path, wanted: Option<&Keypair>) -> Result<(Keypair, Store)> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(refuse(dir, "it is a file, not a directory"));
+    }
     std::fs::create_dir_all(dir).map_err(|e| refuse(dir, format!("cannot create it: {e}")))?;
     let entries: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| refuse(dir, format!("cannot read it: {e}")))?
@@ -139,6 +142,16 @@ mod tests {
         let _held = open(dir.path(), None).unwrap();
         let err = open(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("--data-dir") && err.contains("--ephemeral"), "{err}");
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, b"mine").unwrap();
+        let err = open(&file, None).unwrap_err().to_string();
+        assert!(err.contains("is a file, not a directory"), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"mine");
     }
 
     #[test]

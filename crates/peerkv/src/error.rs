@@ -29,15 +29,32 @@ pub enum Error {
     #[error("bad key: {0}")]
     BadKey(RecordError),
     /// No other peer is known, so there is nowhere to store or read from.
-    #[error("no peers yet: start with --bootstrap ADDR or wait for mDNS{}", known_suffix(*.known))]
+    #[error("no peers yet: {}", no_peers_hint(*.known, *.mdns, *.bootstrap))]
     NoPeers {
         /// Peers in the routing table (none of them answered when this is above 0).
         known: usize,
+        /// Whether mDNS discovery runs (then peers on the LAN may still turn up by themselves).
+        mdns: bool,
+        /// `--bootstrap` addresses this peer started with (they did not answer, or left).
+        bootstrap: usize,
+    },
+    /// Peers are known, but none of those tried could be reached.
+    #[error(
+        "{op} failed: none of the {known} peers known could be reached{} — check that they are running, or join through another with `bootstrap MULTIADDR/p2p/PEERID`",
+        detail_suffix(.failures)
+    )]
+    NoReplicas {
+        /// `put`, `del` or `get`.
+        op: &'static str,
+        /// Peers in the routing table.
+        known: usize,
+        /// Why each one tried could not be reached (first few).
+        failures: Vec<String>,
     },
     /// Fewer replicas acknowledged than the quorum needs.
     #[error(
-        "quorum not met: {acked} of {replicas} replicas {} (needed {needed}); {known} peers known — wait for more peers or lower {}{}",
-        verb(.op), quorum_flag(.op), detail_suffix(.failures)
+        "quorum not met: {acked} of {replicas} replicas {} (needed {needed}); {known} peers known — wait for more peers, or restart this peer with a lower {}{}{}",
+        verb(.op), quorum_flag(.op), detail_suffix(.failures), kept_suffix(.op, *.acked)
     )]
     QuorumNotMet {
         /// `put`, `del` or `get`.
@@ -141,11 +158,37 @@ fn quorum_flag(op: &str) -> &'static str {
     }
 }
 
-fn known_suffix(known: usize) -> String {
-    if known > 0 {
-        format!(" ({known} in the routing table; none reachable that speaks /peerkv/kv/1.0.0)")
+fn no_peers_hint(known: usize, mdns: bool, bootstrap: usize) -> String {
+    let mut hint = if known > 0 {
+        format!("{known} in the routing table, none reachable that speaks /peerkv/kv/1.0.0 — ")
     } else {
         String::new()
+    };
+    if bootstrap > 0 {
+        let peers = if bootstrap == 1 { "peer" } else { "peers" };
+        hint.push_str(&format!(
+            "the {bootstrap} --bootstrap {peers} did not answer or left; check the address, or join through another with `bootstrap MULTIADDR/p2p/PEERID`"
+        ));
+    } else {
+        hint.push_str(
+            "join through a running peer with `bootstrap MULTIADDR/p2p/PEERID` (an address it printed at start), or start with --bootstrap",
+        );
+    }
+    if mdns {
+        hint.push_str("; mDNS is on, so peers on this LAN also turn up by themselves");
+    }
+    hint
+}
+
+/// What a failed write leaves behind: the replicas that acknowledged keep the value.
+fn kept_suffix(op: &str, acked: usize) -> String {
+    match (op, acked) {
+        ("get", _) | (_, 0) => String::new(),
+        (_, 1) => ". The 1 replica that acknowledged keeps the write (a failed put is not undone)"
+            .to_owned(),
+        (_, n) => format!(
+            ". The {n} replicas that acknowledged keep the write (a failed put is not undone)"
+        ),
     }
 }
 
@@ -154,4 +197,60 @@ pub fn short_id(peer: &PeerId) -> String {
     let s = peer.to_base58();
     let tail = s.len().saturating_sub(8);
     format!("…{}", &s[tail..])
+}
+
+/// An error and its sources as one line: `outer: inner: innermost`. Parts that say nothing
+/// (libp2p's `TransportError::Other` displays as an empty string) or only repeat a part already
+/// written are left out, so a message never ends in a bare colon nor says the same thing twice.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(text)) {
+            parts.push(text.to_owned());
+        }
+        next = e.source();
+    }
+    if parts.is_empty() {
+        "no reason given".to_owned()
+    } else {
+        parts.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_skips_empty_and_repeated_parts() {
+        let e = Layer("", Some(Box::new(Layer("Address already in use (os error 98)", None))));
+        assert_eq!(chain(&e), "Address already in use (os error 98)");
+        let e = Layer(
+            "dial failed: connection refused",
+            Some(Box::new(Layer(
+                "connection refused",
+                Some(Box::new(Layer("os error 111", None))),
+            ))),
+        );
+        assert_eq!(chain(&e), "dial failed: connection refused: os error 111");
+        assert_eq!(chain(&Layer("", None)), "no reason given");
+    }
 }

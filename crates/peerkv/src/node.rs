@@ -16,7 +16,7 @@ use crate::command::{
     RouteEntry,
 };
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::event_loop::EventLoop;
 use crate::protocol::{Request, Response};
 use crate::record::check_key;
@@ -64,17 +64,29 @@ impl Node {
         let last_run = store.load_listen_addrs();
         for addr in &config.listen {
             // After a restart, take the ports of the last run where the address asks for any
-            // port: peers that knew us find us where we were.
+            // port: peers that knew us find us where we were (unless another process took it).
             if let Some(same) = same_port(addr, &last_run) {
-                if let Ok(id) = swarm.listen_on(same.clone()) {
-                    tracing::debug!(%same, "listening on the port of the last run");
-                    listeners.push(id);
-                    continue;
+                if port_in_use(&same).is_none() {
+                    if let Ok(id) = swarm.listen_on(same.clone()) {
+                        tracing::debug!(%same, "listening on the port of the last run");
+                        listeners.push(id);
+                        continue;
+                    }
                 }
+            }
+            // libp2p sets SO_REUSEPORT on its listeners, so a second peer on a port in use
+            // would listen beside the first and take half of its dials: refuse it here.
+            if let Some(port) = port_in_use(addr) {
+                return Err(Error::Listen {
+                    addr: addr.clone(),
+                    reason: format!(
+                        "port {port} is in use by another process — stop it, pick another port, or give port 0 for any free one"
+                    ),
+                });
             }
             let id = swarm
                 .listen_on(addr.clone())
-                .map_err(|e| Error::Listen { addr: addr.clone(), reason: e.to_string() })?;
+                .map_err(|e| Error::Listen { addr: addr.clone(), reason: chain(&e) })?;
             listeners.push(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
@@ -94,27 +106,10 @@ impl Node {
             }
         }
         if config.bootstrap.is_empty() && !known.is_empty() {
-            // A restart: rejoin through the peers known before (the first that answers is
-            // enough; the rejoin timer keeps trying the others).
-            let rejoin = async {
-                for (peer, addrs) in known.iter().take(MAX_REJOIN_AT_START) {
-                    for addr in addrs {
-                        let Ok(addr) = addr.clone().with_p2p(*peer) else { continue };
-                        match node.bootstrap(addr.clone()).await {
-                            Ok(_) => return true,
-                            Err(e) => tracing::debug!(%addr, "rejoin: {e}"),
-                        }
-                    }
-                }
-                false
-            };
-            match tokio::time::timeout(config.timeout, rejoin).await {
-                Ok(true) => tracing::info!("rejoined through a peer known before the restart"),
-                _ => tracing::warn!(
-                    "none of the {} peers known before the restart answered yet; still trying",
-                    known.len()
-                ),
-            }
+            // A restart: rejoin through the peers known before, in the background, so that the
+            // caller (the REPL's prompt) does not wait for peers that may be down. The first
+            // that answers is enough; the event loop's rejoin timer keeps trying the others.
+            tokio::spawn(rejoin(node.clone(), known, config.timeout));
         }
         Ok(node)
     }
@@ -304,6 +299,68 @@ impl Node {
             let _ = task.await;
         }
         Ok(())
+    }
+}
+
+/// Bootstraps through the peers `known` before a restart, all at once (at most
+/// [`MAX_REJOIN_AT_START`]), until one answers; says on stderr (a warning) when none did within
+/// `timeout`, and that the rejoin timer goes on trying.
+async fn rejoin(node: Node, known: Vec<(PeerId, Vec<Multiaddr>)>, timeout: std::time::Duration) {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let peers = known.len();
+    let mut attempts: FuturesUnordered<_> = known
+        .into_iter()
+        .take(MAX_REJOIN_AT_START)
+        .flat_map(|(peer, addrs)| addrs.into_iter().filter_map(move |a| a.with_p2p(peer).ok()))
+        .map(|addr| {
+            let node = node.clone();
+            async move { (node.bootstrap(addr.clone()).await, addr) }
+        })
+        .collect();
+    let first = tokio::time::timeout(timeout, async {
+        while let Some((result, addr)) = attempts.next().await {
+            match result {
+                Ok(_) => return true,
+                Err(Error::Shutdown) => return true,
+                Err(e) => tracing::debug!(%addr, "rejoin: {e}"),
+            }
+        }
+        false
+    })
+    .await;
+    if first == Ok(true) {
+        tracing::info!("rejoined through a peer known before the restart");
+    } else {
+        tracing::warn!(
+            "none of the {peers} peers known before the restart answered yet; still trying in the background"
+        );
+    }
+}
+
+/// The port of `addr` when it names one (not 0) that another socket holds: a plain bind, without
+/// SO_REUSEPORT, fails there with "address in use". Other bind errors are left to libp2p.
+fn port_in_use(addr: &Multiaddr) -> Option<u16> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) if p != 0 => port = Some((p, true)),
+            Protocol::Udp(p) if p != 0 => port = Some((p, false)),
+            _ => {}
+        }
+    }
+    let (ip, (port, tcp)) = (ip?, port?);
+    let bound = if tcp {
+        std::net::TcpListener::bind((ip, port)).map(drop)
+    } else {
+        std::net::UdpSocket::bind((ip, port)).map(drop)
+    };
+    match bound {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(port),
+        _ => None,
     }
 }
 

@@ -33,6 +33,14 @@ pub fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
+/// Answers an operation needs from `replicas` replicas: the quorum asked for (`--write-quorum`,
+/// `--read-quorum`), capped by the replicas there are as R is, else a majority of them. Never 0.
+/// Every quorum in peerkv comes from here.
+pub fn quorum(asked: Option<usize>, replicas: usize) -> usize {
+    let replicas = replicas.max(1);
+    asked.map_or_else(|| majority(replicas), |q| q.min(replicas)).max(1)
+}
+
 /// The replica set of one operation and the answers it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -45,8 +53,8 @@ pub struct Plan {
 }
 
 /// Chooses the replicas for `key` among `candidates` (which may include the local peer): the
-/// `replication` nearest, capped by how many there are; the quorum is `quorum` when given,
-/// else a majority of the replicas chosen.
+/// `replication` nearest, capped by how many there are; the quorum is [`quorum`] of the replicas
+/// chosen.
 pub fn plan(
     key: &str,
     candidates: impl IntoIterator<Item = PeerId>,
@@ -55,7 +63,7 @@ pub fn plan(
 ) -> Plan {
     let mut ranked = rank(key, candidates);
     let spares = ranked.split_off(replication.min(ranked.len()));
-    let needed = quorum.unwrap_or_else(|| majority(ranked.len()));
+    let needed = self::quorum(quorum, ranked.len());
     Plan { replicas: ranked, spares, needed }
 }
 
@@ -112,8 +120,13 @@ mod tests {
         assert_eq!((p.replicas.len(), p.spares.len(), p.needed), (5, 3, 3));
         let p = plan("k", peers(2), 5, None);
         assert_eq!((p.replicas.len(), p.spares.len(), p.needed), (2, 0, 2));
+        // A quorum above the replicas there are is capped, as R is: a put that cannot meet
+        // it would fail yet leave its value on the replicas that acknowledged.
         let p = plan("k", peers(3), 5, Some(4));
-        assert_eq!((p.replicas.len(), p.needed), (3, 4));
+        assert_eq!((p.replicas.len(), p.needed), (3, 3));
+        assert_eq!(quorum(Some(2), 5), 2);
+        assert_eq!(quorum(None, 0), 1);
+        assert_eq!(quorum(Some(0), 3), 1);
         assert_eq!(majority(1), 1);
         assert_eq!(majority(4), 3);
         assert_eq!(majority(5), 3);

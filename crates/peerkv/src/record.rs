@@ -83,6 +83,14 @@ pub enum RecordError {
     /// The signature does not match the record and the writer.
     #[error("bad signature")]
     BadSignature,
+    /// The key starts with `@` but names no peer.
+    #[error("key {key:?} starts with @ but names no peer: @<peer-id>/NAME keys belong to that peer (this writer's begin with @{writer}/); drop the @ for a key anyone may write")]
+    BadOwner {
+        /// The key.
+        key: String,
+        /// Who tried to write it (peer id).
+        writer: String,
+    },
     /// The key belongs to another peer.
     #[error("key {key:?} belongs to {owner}; {writer} may not write it")]
     Forbidden {
@@ -121,6 +129,9 @@ pub fn check_key(key: &str, writer: &PeerId) -> Result<(), RecordError> {
         return Err(RecordError::KeyTooLong { len: key.len() });
     }
     if let Some(owner) = key_owner(key) {
+        if owner.parse::<PeerId>().is_err() {
+            return Err(RecordError::BadOwner { key: key.to_owned(), writer: writer.to_base58() });
+        }
         if owner != writer.to_base58() {
             return Err(RecordError::Forbidden {
                 key: key.to_owned(),
@@ -313,10 +324,12 @@ mod tests {
             record(&other, &key, "v", 1).check(1024, 1),
             Err(RecordError::Forbidden { .. })
         ));
-        assert!(matches!(
-            record(&other, "@nobody/x", "v", 1).check(1024, 1),
-            Err(RecordError::Forbidden { .. })
-        ));
+        // A key that starts with @ but names no peer says so (it said "belongs to ;").
+        for key in ["@nobody/x", "@", "@/x"] {
+            let err = record(&other, key, "v", 1).check(1024, 1).unwrap_err();
+            assert!(matches!(err, RecordError::BadOwner { .. }), "{key}: {err}");
+            assert!(err.to_string().contains("names no peer"), "{err}");
+        }
     }
 
     #[test]

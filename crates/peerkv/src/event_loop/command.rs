@@ -52,9 +52,13 @@ impl EventLoop {
             }
             Command::Keys { reply } => {
                 let peers = self.placement_peers();
+                let now = now_ms();
+                // An expired record is no longer served, so it is not listed either (upkeep
+                // removes it).
                 let keys = self
                     .store
                     .iter()
+                    .filter(|r| !r.is_expired(now))
                     .map(|r| KeyEntry {
                         key: r.key.clone(),
                         version: r.version,
@@ -109,10 +113,15 @@ impl EventLoop {
     fn no_peers(&mut self) -> Option<Error> {
         let known = self.routing_table_len();
         if known == 0 && self.swarm.connected_peers().next().is_none() {
-            Some(Error::NoPeers { known: 0 })
+            Some(self.no_peers_error(0))
         } else {
             None
         }
+    }
+
+    /// [`Error::NoPeers`] with the hints that fit this peer's configuration.
+    pub(super) fn no_peers_error(&self, known: usize) -> Error {
+        Error::NoPeers { known, mdns: self.config.mdns, bootstrap: self.config.bootstrap.len() }
     }
 
     fn start_put(
@@ -169,6 +178,7 @@ impl EventLoop {
                 search: Some(Box::new(search)),
                 tally: None,
                 superseded_by: None,
+                existed: false,
                 started: now,
                 deadline: now + self.config.timeout,
                 reply: Some(reply),
@@ -248,6 +258,10 @@ impl EventLoop {
             let _ = reply.send(Err(Error::Busy(self.pending())));
             return;
         }
+        if let Err(reason) = crate::config::check_multiaddr(&addr) {
+            let _ = reply.send(Err(Error::Unreachable { addr, reason }));
+            return;
+        }
         let (transport, peer) = split_p2p(&addr);
         let Some(peer) = peer else {
             let _ = reply.send(Err(Error::NoPeerIdInAddr(addr)));
@@ -260,11 +274,9 @@ impl EventLoop {
             }));
             return;
         }
-        self.add_route(peer, transport.clone());
-        if self.swarm.is_connected(&peer) {
-            self.run_bootstrap(peer, reply);
-            return;
-        }
+        // The address is dialed even when the peer is connected already (through another
+        // address): a bootstrap proves the address it was given, and only an address that
+        // answered as that peer enters the routing table (on `ConnectionEstablished`).
         let opts = DialOpts::peer_id(peer)
             .addresses(vec![transport])
             .condition(PeerCondition::Always)
@@ -275,6 +287,10 @@ impl EventLoop {
     fn start_dial(&mut self, addr: Multiaddr, reply: Reply<PeerId>) {
         if self.is_busy() {
             let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        if let Err(reason) = crate::config::check_multiaddr(&addr) {
+            let _ = reply.send(Err(Error::Unreachable { addr, reason }));
             return;
         }
         let (transport, peer) = split_p2p(&addr);
@@ -298,11 +314,7 @@ impl EventLoop {
                 );
             }
             Err(e) => {
-                if let DialPurpose::Bootstrap(peer, _) = &purpose {
-                    let (transport, _) = split_p2p(&addr);
-                    self.swarm.behaviour_mut().kad.remove_address(peer, &transport);
-                }
-                let err = Error::Unreachable { addr, reason: e.to_string() };
+                let err = Error::Unreachable { addr, reason: crate::error::chain(&e) };
                 purpose.fail(err);
             }
         }

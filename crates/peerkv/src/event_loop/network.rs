@@ -5,6 +5,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
 
+use super::command::split_p2p;
 use super::{
     DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, KEEP_CONNECTED_MIN_IDLE,
     MAX_REJOIN_DIALS,
@@ -56,6 +57,8 @@ impl EventLoop {
                         }
                         DialPurpose::Bootstrap(peer, reply) => {
                             if peer == peer_id {
+                                let (transport, _) = split_p2p(&dial.addr);
+                                self.add_route(peer, transport);
                                 self.run_bootstrap(peer, reply);
                             } else {
                                 let _ = reply.send(Err(Error::Unreachable {
@@ -87,7 +90,8 @@ impl EventLoop {
                     }
                 }
                 if let Some(dial) = self.dials.remove(&connection_id) {
-                    let err = Error::Unreachable { addr: dial.addr, reason: error.to_string() };
+                    let err =
+                        Error::Unreachable { addr: dial.addr, reason: crate::error::chain(&error) };
                     dial.purpose.fail(err);
                 }
             }

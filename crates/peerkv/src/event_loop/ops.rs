@@ -92,6 +92,9 @@ pub(crate) struct PendingPut {
     pub tally: Option<Tally>,
     /// The greatest version a replica said it already held above ours: our write lost.
     pub superseded_by: Option<crate::clock::Hlc>,
+    /// Whether the search saw a live value under the key (a delete with `false` had nothing
+    /// to delete).
+    pub existed: bool,
     pub started: Instant,
     pub deadline: Instant,
     /// Taken when the put has answered; the op lives on until every replica answered, asking
@@ -109,6 +112,7 @@ impl PendingPut {
             needed: tally.needed,
             stored_on: tally.ok.clone(),
             superseded_by: self.superseded_by,
+            existed: self.existed,
             elapsed: self.started.elapsed(),
         }
     }

@@ -153,11 +153,10 @@ impl Search {
         }
     }
 
-    /// Answers needed: the quorum asked for, else a majority of the replicas there can be
-    /// among the candidates known (failures do not lower it).
+    /// Answers needed: [`placement::quorum`] of the replicas there can be among the candidates
+    /// known (failures do not lower it).
     pub fn needed(&self) -> usize {
-        let known = self.state.len();
-        self.quorum.unwrap_or_else(|| placement::majority(self.replication.min(known).max(1)))
+        placement::quorum(self.quorum, self.replication.min(self.state.len()))
     }
 
     /// Requests sent and not answered (also of peers no longer among the nearest).

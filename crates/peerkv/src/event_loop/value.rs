@@ -253,10 +253,10 @@ impl EventLoop {
         Request::Fetch { key, near: u16::try_from(self.config.replication).unwrap_or(u16::MAX) }
     }
 
-    /// Answers a put's search needs before it writes: the write quorum, else a majority of the
-    /// replicas the search can settle on.
+    /// Answers a put's search needs before it writes: [`placement::quorum`] of the replicas the
+    /// search can settle on.
     fn put_needed(&self, search: &Search) -> usize {
-        self.config.write_quorum.unwrap_or_else(|| placement::majority(search.replicas().max(1)))
+        placement::quorum(self.config.write_quorum, search.replicas())
     }
 
     /// A put's Fetch answered: what the peer holds tells the newest version there; the peers it
@@ -311,7 +311,9 @@ impl EventLoop {
         // ahead of ours): this put was issued after that write was there to see, so it must
         // not lose to it. The answers advanced our clock (`observe`, capped at half the skew
         // limit ahead); sign again past it.
-        if let Some(newest) = search.newest() {
+        let newest = search.newest();
+        put.existed = newest.as_ref().is_some_and(|r| !r.is_tombstone());
+        if let Some(newest) = newest {
             if put.record.precedence(&newest) != std::cmp::Ordering::Greater {
                 let version = self.clock.tick(now_ms());
                 let old = &put.record;
@@ -338,16 +340,9 @@ impl EventLoop {
         if !candidates.iter().any(|p| *p != local) {
             let known = self.routing_table_len();
             let err = if search.failures.is_empty() {
-                Error::NoPeers { known }
+                self.no_peers_error(known)
             } else {
-                Error::QuorumNotMet {
-                    op: name,
-                    acked: 0,
-                    needed: self.config.write_quorum.unwrap_or(1),
-                    replicas: 0,
-                    known,
-                    failures: search.failures,
-                }
+                Error::NoReplicas { op: name, known, failures: search.failures }
             };
             self.fail_op(op, err);
             return;
@@ -637,7 +632,7 @@ impl EventLoop {
                 known,
                 failures: t.failures.clone(),
             },
-            None => Error::NoPeers { known },
+            None => self.no_peers_error(known),
         }
     }
 
