@@ -71,7 +71,8 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(kad_protocol);
-            // A lookup stops early enough to leave the operation time for its replica round:
+            // A lookup (`closest`, bootstrap; puts and gets run none) stops within the share of
+            // the deadline a step may use:
             // on timeout it still yields the peers it reached.
             kad_config.set_query_timeout(peer_timeout(config.timeout));
             // Values travel over the value protocol; Kademlia's own record store must not fill

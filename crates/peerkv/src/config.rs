@@ -34,7 +34,7 @@ pub const DEFAULT_MAX_RECORDS: usize = 1_000_000;
 /// Default most bytes held: 1 GiB.
 pub const DEFAULT_MAX_STORE_BYTES: usize = 1 << 30;
 
-/// Largest replication factor: Kademlia's K, the most peers one lookup returns.
+/// Largest replication factor: Kademlia's K, the most peers one answer names.
 pub const MAX_REPLICATION: usize = 20;
 /// Longest operation deadline accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -64,7 +64,8 @@ pub struct Config {
     pub read_quorum: Option<usize>,
     /// Largest value accepted, in bytes. Default: 1 MiB. The codec's limits follow from it.
     pub max_value_size: usize,
-    /// Deadline of one operation (lookup plus replica round trips). Default: 10 s.
+    /// Deadline of one operation: finding the replicas (the search's Fetch round trips) and
+    /// their answers. Default: 10 s.
     pub timeout: Duration,
     /// How long an unused connection stays open. Default: 300 s.
     pub idle_connection_timeout: Duration,
@@ -195,7 +196,7 @@ impl Config {
         }
         if self.replication == 0 || self.replication > MAX_REPLICATION {
             return bad(format!(
-                "--replication {} must be between 1 and {MAX_REPLICATION} (a lookup returns at most {MAX_REPLICATION} peers)",
+                "--replication {} must be between 1 and {MAX_REPLICATION} (an answer names at most {MAX_REPLICATION} peers)",
                 self.replication
             ));
         }

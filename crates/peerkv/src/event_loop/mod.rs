@@ -1,15 +1,16 @@
 //! The event loop: owns the swarm, the store, the clock and every map of work in flight.
 //!
-//! One task runs [`EventLoop::run`]: a `select!` in a fixed order — local commands first, then
-//! swarm events, then the deadline sweep — so a user's command is never starved by network
-//! chatter, and every operation ends by its deadline. Nothing here panics on what a peer or a
+//! One task runs [`EventLoop::run`]: a biased `select!` in a fixed order — local commands
+//! first, then the deadline sweep (ready only every `SWEEP_INTERVAL`), then swarm events — so a
+//! user's command is never starved by network chatter, and a peer flooding us cannot keep
+//! operations from ending by their deadline. Nothing here panics on what a peer or a
 //! user sends: handlers log and carry on.
 //!
 //! - `command.rs`: one handler per [`Command`](crate::command::Command).
 //! - `network.rs`: swarm events — Kademlia, identify, mDNS, connections, listeners.
 //! - `value.rs`: the value protocol — serving requests, counting answers, repairs.
 //! - `ops.rs`: operations in flight and their quorum tally.
-//! - `search.rs`: a get's walk to the replicas of its key, without a lookup first.
+//! - `search.rs`: the walk of a put or get to the replicas of its key (no Kademlia lookup).
 //! - `upkeep.rs`: replica upkeep rounds (digests, hand-off), expiry and tombstone removal.
 
 mod command;

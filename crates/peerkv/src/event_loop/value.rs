@@ -1,5 +1,6 @@
-//! The value protocol inside the loop: serving Store and Fetch, starting the replica round of a
-//! put or get once its lookup is done, counting answers, read repair.
+//! The value protocol inside the loop: serving Store and Fetch, the search of a put or get for
+//! its replicas (Fetch, following the nearer peers the answers name: no Kademlia lookup), the
+//! replica round once it settled, counting answers, read repair.
 //!
 //! The local peer is asked like any other replica ([`EventLoop::ask`]): its answer comes from
 //! [`EventLoop::answer`], the same code that serves remote peers, so the local store obeys the
