@@ -123,34 +123,55 @@ async fn the_no_peers_hint_fits_the_configuration() {
     shutdown(&[lonely]).await;
 }
 
-/// Defect 7: a restart whose known peers are all down blocked start-up for the whole
-/// `--timeout` before it showed a prompt. Start-up now returns at once and the rejoin goes on
-/// in the background. (The timeout here is an hour: a start that waited for it would fail the
-/// test's 30 s wait, a condition, not a measured time.)
+/// Defect 7: a restart whose known peers are all down blocked start-up until each dial to
+/// them had failed before it showed a prompt. Start-up now returns at once and the rejoin goes
+/// on in the background. The known peer's port is taken by a listener that accepts and never
+/// answers, so a dial there fails only at the connection timeout (5 s): when `spawn` returns,
+/// that dial must still be open (a start-up that waited for it finds it closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_whose_peers_are_down_starts_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let persistent = || Config {
-        data_dir: Some(dir.path().to_path_buf()),
-        timeout: Duration::from_secs(3600),
-        ..local()
-    };
+    let persistent = || Config { data_dir: Some(dir.path().to_path_buf()), ..local() };
     // A first run that knew a peer which then went away…
     let other = within("spawn", Node::spawn(local())).await.unwrap();
     let addr = within("listen", other.listen_addrs()).await.unwrap()[0].clone();
+    let port = tcp_port(&addr).unwrap();
     let node = within("spawn", Node::spawn(Config { bootstrap: vec![addr], ..persistent() }))
         .await
         .unwrap();
-    let saved =
+    let routed =
         wait_for(WAIT, || async { node.info().await.is_ok_and(|i| i.routing_table == 1) }).await;
-    assert!(saved, "the first run never routed to the other peer");
+    assert!(routed, "the first run never routed to the other peer");
     // A shutdown saves the routing table's peers.
     node.shutdown().await.unwrap();
     other.shutdown().await.unwrap();
-    // …restarts with that peer down.
-    let restarted = tokio::time::timeout(WAIT, Node::spawn(persistent())).await;
-    let restarted = restarted.expect("start-up waited for peers that are down").unwrap();
-    assert!(restarted.info().await.is_ok());
+    // …and a silent process took its port.
+    let silent = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    silent.set_nonblocking(true).unwrap();
+    // The restart.
+    let restarted = within("spawn", Node::spawn(persistent())).await.unwrap();
+    let mut accepted = Vec::new();
+    while let Ok((stream, _)) = silent.accept() {
+        accepted.push(stream);
+    }
+    for stream in &mut accepted {
+        use std::io::Read;
+        stream.set_nonblocking(true).unwrap();
+        // Whatever the dialer sent, then either "no more yet" (open) or end of stream (closed).
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(_) => break false,
+            }
+        };
+        assert!(!closed, "start-up waited until its dial to the silent peer timed out");
+    }
+    // The rejoin did try the silent peer, in the background.
+    let tried = accepted.len()
+        + usize::from(wait_for(WAIT, || async { silent.accept().is_ok() }).await);
+    assert!(tried > 0, "the restarted peer never dialed the peer it knew");
     shutdown(&[restarted]).await;
 }
 
