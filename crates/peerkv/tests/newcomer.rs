@@ -169,8 +169,8 @@ async fn a_restart_whose_peers_are_down_starts_at_once() {
         assert!(!closed, "start-up waited until its dial to the silent peer timed out");
     }
     // The rejoin did try the silent peer, in the background.
-    let tried = accepted.len()
-        + usize::from(wait_for(WAIT, || async { silent.accept().is_ok() }).await);
+    let tried =
+        accepted.len() + usize::from(wait_for(WAIT, || async { silent.accept().is_ok() }).await);
     assert!(tried > 0, "the restarted peer never dialed the peer it knew");
     shutdown(&[restarted]).await;
 }
