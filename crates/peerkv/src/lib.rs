@@ -37,6 +37,7 @@ pub mod behaviour;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod core;
 pub mod data_dir;
 pub mod error;
 mod event_loop;

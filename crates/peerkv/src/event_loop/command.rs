@@ -6,13 +6,10 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 
-use super::ops::{Op, PendingGet, PendingPut};
-use super::search::Search;
 use super::{DialPurpose, EventLoop, Lookup, Outbound, PendingDial, MAX_PENDING_OPS};
 use crate::clock::now_ms;
 use crate::command::{BootstrapReport, Command, KeyEntry, NodeInfo, Reply, RouteEntry};
 use crate::error::Error;
-use crate::record::{check_key, Record};
 
 /// Splits `…/p2p/PEERID` into the transport address and the peer id.
 pub(crate) fn split_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
@@ -22,13 +19,6 @@ pub(crate) fn split_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
         _ => (addr.clone(), None),
     }
 }
-
-/// Most requests one get sends, per replica (the first R, nearer peers learnt from their
-/// answers, and peers asked in place of failures), and at least. A Kademlia lookup in a
-/// 1000-peer overlay contacts 30–50 peers; 4 per replica (20 at R = 5) ran out in 1 of 200
-/// concurrent gets at N = 500, when answers kept naming a slightly nearer peer or two.
-const SEARCH_BUDGET_PER_REPLICA: usize = 8;
-const SEARCH_BUDGET_MIN: usize = 16;
 
 impl EventLoop {
     pub(super) fn handle_command(&mut self, command: Command) {
@@ -105,7 +95,7 @@ impl EventLoop {
         }
     }
 
-    fn is_busy(&self) -> bool {
+    pub(super) fn is_busy(&self) -> bool {
         self.pending() >= MAX_PENDING_OPS
     }
 
@@ -122,118 +112,6 @@ impl EventLoop {
     /// [`Error::NoPeers`] with the hints that fit this peer's configuration.
     pub(super) fn no_peers_error(&self, known: usize) -> Error {
         Error::NoPeers { known, mdns: self.config.mdns, bootstrap: self.config.bootstrap.len() }
-    }
-
-    fn start_put(
-        &mut self,
-        key: String,
-        value: Option<Vec<u8>>,
-        ttl: Option<std::time::Duration>,
-        reply: Reply<crate::PutReport>,
-    ) {
-        if self.is_busy() {
-            let _ = reply.send(Err(Error::Busy(self.pending())));
-            return;
-        }
-        // The handle checks these too; a library caller may hold an old handle config.
-        if let Err(e) = check_key(&key, &self.local_peer_id()) {
-            let _ = reply.send(Err(Error::BadKey(e)));
-            return;
-        }
-        let size = value.as_ref().map_or(0, Vec::len);
-        if size > self.config.max_value_size {
-            let _ =
-                reply.send(Err(Error::ValueTooLarge { size, limit: self.config.max_value_size }));
-            return;
-        }
-        if let Some(e) = self.no_peers() {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        let version = self.clock.tick(now_ms());
-        let expires_at =
-            ttl.map(|t| now_ms().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
-        let record = match Record::sign(&self.keypair, key, value, version, expires_at) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = reply.send(Err(Error::Signing(e.to_string())));
-                return;
-            }
-        };
-        // No Kademlia lookup: the same search as a get's finds the replicas (the routing
-        // table's nearest peers, then the nearer peers their answers name); once the R nearest
-        // have answered, the record goes to them.
-        let mut search = self.new_search(&record.key);
-        let now = Instant::now();
-        let id = self.new_op_id();
-        tracing::debug!(op = id, key = %record.key, version = %record.version, "put: search");
-        search.offer(self.local_peer_id(), 0);
-        for peer in self.nearest_peers(&record.key, 2 * self.config.replication) {
-            search.offer(peer, 1);
-        }
-        self.ops.insert(
-            id,
-            Op::Put(PendingPut {
-                record,
-                search: Some(Box::new(search)),
-                tally: None,
-                superseded_by: None,
-                existed: false,
-                started: now,
-                deadline: now + self.config.timeout,
-                reply: Some(reply),
-            }),
-        );
-        self.step_put(id);
-    }
-
-    /// A search for `key`'s replicas with this peer's settings.
-    fn new_search(&self, key: &str) -> Search {
-        let replication = self.config.replication;
-        Search::new(
-            key,
-            replication,
-            self.config.read_quorum,
-            (SEARCH_BUDGET_PER_REPLICA * replication).max(SEARCH_BUDGET_MIN),
-        )
-    }
-
-    fn start_get(&mut self, key: String, reply: Reply<crate::GetReport>) {
-        if self.is_busy() {
-            let _ = reply.send(Err(Error::Busy(self.pending())));
-            return;
-        }
-        if let Some(e) = self.no_peers() {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        // No lookup first: the search starts from the routing table's nearest peers (and this
-        // one) and follows the nearer peers their answers name.
-        let replication = self.config.replication;
-        let mut search = self.new_search(&key);
-        search.offer(self.local_peer_id(), 0);
-        for peer in self.nearest_peers(&key, 2 * replication) {
-            search.offer(peer, 1);
-        }
-        let now = Instant::now();
-        let id = self.new_op_id();
-        tracing::debug!(op = id, %key, "get: search");
-        self.ops.insert(
-            id,
-            Op::Get(PendingGet {
-                key,
-                search,
-                started: now,
-                deadline: now + self.config.timeout,
-                reply: Some(reply),
-            }),
-        );
-        self.step_get(id);
-    }
-
-    fn new_op_id(&mut self) -> u64 {
-        self.next_op += 1;
-        self.next_op
     }
 
     fn start_closest(&mut self, key: String, reply: Reply<crate::ClosestReport>) {

@@ -16,11 +16,10 @@
 mod command;
 mod network;
 pub(crate) mod ops;
-mod search;
 mod upkeep;
 mod value;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -36,10 +35,13 @@ use crate::behaviour::Behaviour;
 use crate::clock::Clock;
 use crate::command::{BootstrapReport, ClosestReport, Command, PeerSummary, Reply};
 use crate::config::Config;
+use crate::core::replica::Limits;
+use crate::core::{Kind, OpConfig};
 use crate::error::Error;
+use crate::protocol::Request;
 use crate::protocol::Response;
 use crate::store::Store;
-use ops::{Op, OpId};
+use ops::{OpId, Running};
 
 /// Most operations (puts, gets, lookups, dials) in flight at once; more are refused as busy.
 pub const MAX_PENDING_OPS: usize = 1024;
@@ -84,11 +86,8 @@ enum Lookup {
 
 /// What an outbound value-protocol request was for.
 enum Outbound {
-    /// Part of a put or get.
-    Op(OpId),
-    /// A put's Fetch while it searches for the key's replicas: what the peer holds and the
-    /// peers it knows nearer (an answer after the search ended is dropped).
-    Probe(OpId),
+    /// A put's or get's request: its answer or failure goes back to the op.
+    Op { op: OpId, kind: Kind },
     /// A read repair or hand-off: nobody waits for it.
     Repair { key: String },
     /// An upkeep digest: its answer says which records to push.
@@ -178,7 +177,15 @@ pub(crate) struct EventLoop {
     /// Next [`OpId`].
     next_op: OpId,
     /// Puts and gets in flight.
-    ops: HashMap<OpId, Op>,
+    ops: HashMap<OpId, Running>,
+    /// Requests ops sent to this peer, served after the event at hand (never re-entrantly).
+    local_queue: VecDeque<(OpId, Kind, Request)>,
+    /// The settings the core's operations read.
+    op_config: OpConfig,
+    /// What this peer's replica accepts.
+    limits: Limits,
+    /// The origin of the core's monotonic time.
+    started: Instant,
     /// Kademlia queries someone waits for.
     lookups: HashMap<QueryId, Lookup>,
     /// Value-protocol requests in flight.
@@ -205,6 +212,7 @@ impl EventLoop {
     ) -> Self {
         let local_key = KBucketKey::from(*swarm.local_peer_id());
         let upkeep_interval = config.upkeep_interval;
+        let (op_config, limits) = (OpConfig::of(&config), Limits::of(&config));
         Self {
             swarm,
             keypair,
@@ -232,6 +240,10 @@ impl EventLoop {
             next_rejoin: Instant::now() + REJOIN_INTERVAL,
             next_op: 0,
             ops: HashMap::new(),
+            local_queue: VecDeque::new(),
+            op_config,
+            limits,
+            started: Instant::now(),
             lookups: HashMap::new(),
             requests: HashMap::new(),
             retried: HashSet::new(),
@@ -254,7 +266,10 @@ impl EventLoop {
                         let _ = reply.send(Ok(()));
                         break;
                     }
-                    Some(command) => self.handle_command(command),
+                    Some(command) => {
+                        self.handle_command(command);
+                        self.drain_local();
+                    }
                     None => {
                         self.shutdown();
                         break;
@@ -262,8 +277,14 @@ impl EventLoop {
                 },
                 // Deadlines before swarm events: a peer flooding us must not keep operations
                 // from ending on time (the tick is ready only every SWEEP_INTERVAL).
-                _ = sweep.tick() => self.sweep(Instant::now()),
-                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                _ = sweep.tick() => {
+                    self.sweep(Instant::now());
+                    self.drain_local();
+                }
+                event = self.swarm.select_next_some() => {
+                    self.handle_swarm_event(event);
+                    self.drain_local();
+                }
             }
         }
         tracing::debug!("event loop stopped");
@@ -303,19 +324,9 @@ impl EventLoop {
     /// Ends everything in flight with [`Error::Shutdown`].
     fn shutdown(&mut self) {
         self.save_peers();
+        self.local_queue.clear();
         for (_, op) in self.ops.drain() {
-            match op {
-                Op::Put(p) => {
-                    if let Some(reply) = p.reply {
-                        let _ = reply.send(Err(Error::Shutdown));
-                    }
-                }
-                Op::Get(g) => {
-                    if let Some(reply) = g.reply {
-                        let _ = reply.send(Err(Error::Shutdown));
-                    }
-                }
-            }
+            op.fail(Error::Shutdown);
         }
         for (_, lookup) in self.lookups.drain() {
             match lookup {
@@ -370,11 +381,7 @@ impl EventLoop {
         if !self.listen_waiters.is_empty() && now >= self.listen_deadline {
             self.answer_listen_waiters();
         }
-        let expired: Vec<OpId> =
-            self.ops.iter().filter(|(_, op)| op.deadline() <= now).map(|(id, _)| *id).collect();
-        for id in expired {
-            self.expire_op(id);
-        }
+        self.sweep_ops();
         let expired: Vec<QueryId> = self
             .lookups
             .iter()

@@ -1,210 +1,323 @@
-//! Operations in flight (puts, gets) and the tally that decides when a quorum is met or can no
-//! longer be. The tally is plain data: the event loop feeds it answers and acts on its verdict.
+//! The driver of operations: starts the core's [`PutOp`] and [`GetOp`], feeds them what the
+//! network and the deadline sweep say, and carries out the actions they return. It makes no
+//! protocol decision of its own.
+//!
+//! A request an op sends to this peer is queued (`local_queue`) and served by
+//! [`crate::core::replica::serve`] — the same code that serves remote peers — once the current
+//! event has been handled ([`EventLoop::drain_local`]): an op is never re-entered from inside
+//! its own `handle`.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore, KBucketDistance, KBucketKey};
+use libp2p::{Multiaddr, PeerId};
 
-use super::search::Search;
+use super::{EventLoop, Outbound};
+use crate::clock::{now_ms, Clock};
 use crate::command::{GetReport, PutReport, Reply};
-use crate::error::short_id;
-use crate::placement::Plan;
-use crate::record::Record;
+use crate::core::{Action, Env, GetOp, Input, Kind, Now, Outcome, PutOp};
+use crate::error::Error;
+use crate::protocol::{Request, MAX_NEAR_ADDRS};
 
-/// Identifies one operation across its lookup and its requests.
+/// Identifies one operation across its requests.
 pub(crate) type OpId = u64;
 
-/// How many failure reasons an error message carries.
-const MAX_REASONS: usize = 4;
-
-/// Counting answers against a quorum, with spare candidates to ask in place of failures.
-#[derive(Debug)]
-pub(crate) struct Tally {
-    /// Replicas chosen (R, capped by the candidates there were).
-    pub replicas: usize,
-    /// Answers needed.
-    pub needed: usize,
-    /// Candidates not asked yet, nearest first.
-    pub spares: VecDeque<PeerId>,
-    /// Peers that answered well.
-    pub ok: Vec<PeerId>,
-    /// Why the others did not (first few).
-    pub failures: Vec<String>,
-    /// Requests sent and not yet answered.
-    pub in_flight: usize,
+/// An operation in flight and whoever waits for it.
+pub(crate) enum Running {
+    Put { op: PutOp, reply: Option<Reply<PutReport>> },
+    Get { op: GetOp, reply: Option<Reply<GetReport>> },
 }
 
-impl Tally {
-    pub fn new(plan: &Plan) -> Self {
-        Self {
-            replicas: plan.replicas.len(),
-            needed: plan.needed,
-            spares: plan.spares.iter().copied().collect(),
-            ok: Vec::new(),
-            failures: Vec::new(),
-            in_flight: 0,
-        }
-    }
-
-    /// Records a good answer from `peer`.
-    pub fn succeed(&mut self, peer: PeerId) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.ok.push(peer);
-    }
-
-    /// Records a failure of `peer`; returns the spare to ask instead, if one is left and the
-    /// quorum is still open (or always, with `refill`: a put keeps R copies).
-    pub fn fail(
-        &mut self,
-        peer: PeerId,
-        reason: impl std::fmt::Display,
-        refill: bool,
-    ) -> Option<PeerId> {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if self.failures.len() < MAX_REASONS {
-            self.failures.push(format!("{}: {reason}", short_id(&peer)));
-        }
-        if self.met() && !refill {
-            return None;
-        }
-        self.spares.pop_front()
-    }
-
-    /// Enough answers.
-    pub fn met(&self) -> bool {
-        self.ok.len() >= self.needed
-    }
-
-    /// Not enough answers can come any more.
-    pub fn impossible(&self) -> bool {
-        self.ok.len() + self.in_flight + self.spares.len() < self.needed
-    }
-}
-
-/// A put (or delete) in flight.
-pub(crate) struct PendingPut {
-    /// The signed record being written.
-    pub record: Record,
-    /// The search for the key's replicas: `Some` until it settled on them.
-    pub search: Option<Box<Search>>,
-    /// `None` while the search runs.
-    pub tally: Option<Tally>,
-    /// The greatest version a replica said it already held above ours: our write lost.
-    pub superseded_by: Option<crate::clock::Hlc>,
-    /// Whether the search saw a live value under the key (a delete with `false` had nothing
-    /// to delete).
-    pub existed: bool,
-    pub started: Instant,
-    pub deadline: Instant,
-    /// Taken when the put has answered; the op lives on until every replica answered, asking
-    /// spares in place of failures so the record still reaches R peers.
-    pub reply: Option<Reply<PutReport>>,
-}
-
-impl PendingPut {
-    pub fn report(&self, tally: &Tally) -> PutReport {
-        PutReport {
-            key: self.record.key.clone(),
-            version: self.record.version,
-            acked: tally.ok.len(),
-            replicas: tally.replicas,
-            needed: tally.needed,
-            stored_on: tally.ok.clone(),
-            superseded_by: self.superseded_by,
-            existed: self.existed,
-            elapsed: self.started.elapsed(),
-        }
-    }
-}
-
-/// A get in flight.
-pub(crate) struct PendingGet {
-    pub key: String,
-    /// Its candidates and what they answered.
-    pub search: Search,
-    pub started: Instant,
-    pub deadline: Instant,
-    /// Taken when the get has answered; the op lives on until every reply is in, for repair.
-    pub reply: Option<Reply<GetReport>>,
-}
-
-impl PendingGet {
-    pub fn report(&self) -> GetReport {
-        GetReport {
-            key: self.key.clone(),
-            record: self.search.newest(),
-            replies: self.search.answered().0,
-            replicas: self.search.replicas(),
-            needed: self.search.needed(),
-            asked: self.search.asked(),
-            hops: self.search.hops(),
-            elapsed: self.started.elapsed(),
-        }
-    }
-}
-
-/// An operation in flight.
-pub(crate) enum Op {
-    Put(PendingPut),
-    Get(PendingGet),
-}
-
-impl Op {
-    pub fn deadline(&self) -> Instant {
+impl Running {
+    fn deadline(&self) -> Duration {
         match self {
-            Op::Put(p) => p.deadline,
-            Op::Get(g) => g.deadline,
+            Running::Put { op, .. } => op.deadline(),
+            Running::Get { op, .. } => op.deadline(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Running::Put { op, .. } => op.is_done(),
+            Running::Get { op, .. } => op.is_done(),
+        }
+    }
+
+    /// Answers the caller, if it still waits, with `err`.
+    pub fn fail(self, err: Error) {
+        match self {
+            Running::Put { reply: Some(reply), .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Running::Get { reply: Some(reply), .. } => {
+                let _ = reply.send(Err(err));
+            }
+            _ => {}
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Runs `f` with an [`Env`] built from the loop's fields (borrowed one by one, so that an op
+/// borrowed from `ops` can take it).
+fn with_env<R>(
+    clock: &mut Clock,
+    keypair: &Keypair,
+    kv_support: &HashMap<PeerId, bool>,
+    now: Now,
+    local: PeerId,
+    known: usize,
+    f: impl FnOnce(&mut Env<'_>) -> R,
+) -> R {
+    let not_kv = |p: &PeerId| kv_support.get(p) == Some(&false);
+    let mut env = Env { now, local, clock, keypair, known, not_kv: &not_kv };
+    f(&mut env)
+}
 
-    fn plan(replicas: usize, spares: usize, needed: usize) -> Plan {
-        Plan {
-            replicas: (0..replicas).map(|_| PeerId::random()).collect(),
-            spares: (0..spares).map(|_| PeerId::random()).collect(),
-            needed,
+/// The value-protocol peers of a routing table nearest to `key`, nearest first (peers known not
+/// to speak it are left out).
+pub(super) fn nearest_kv_peers(
+    kad: &mut kad::Behaviour<MemoryStore>,
+    kv_support: &HashMap<PeerId, bool>,
+    key: &str,
+    n: usize,
+) -> Vec<PeerId> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let target = KBucketKey::new(key.as_bytes().to_vec());
+    let mut ranked: Vec<(KBucketDistance, PeerId)> = Vec::with_capacity(64);
+    for bucket in kad.kbuckets() {
+        for entry in bucket.iter() {
+            let peer = *entry.node.key.preimage();
+            if kv_support.get(&peer) != Some(&false) {
+                ranked.push((target.distance(entry.node.key), peer));
+            }
+        }
+    }
+    if ranked.len() > n {
+        ranked.select_nth_unstable_by_key(n - 1, |a| a.0);
+        ranked.truncate(n);
+    }
+    ranked.sort_unstable_by_key(|a| a.0);
+    ranked.into_iter().map(|(_, p)| p).collect()
+}
+
+/// [`nearest_kv_peers`] with their addresses: what a Fetch answer names. Only the peers named
+/// have their addresses copied (it runs for every Fetch served).
+pub(super) fn nearest_known(
+    kad: &mut kad::Behaviour<MemoryStore>,
+    kv_support: &HashMap<PeerId, bool>,
+    key: &str,
+    n: usize,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    let peers = nearest_kv_peers(kad, kv_support, key, n);
+    peers
+        .into_iter()
+        .map(|peer| {
+            let addrs = kad
+                .kbucket(peer)
+                .and_then(|bucket| {
+                    bucket
+                        .iter()
+                        .find(|e| *e.node.key.preimage() == peer)
+                        .map(|e| e.node.value.iter().take(MAX_NEAR_ADDRS).cloned().collect())
+                })
+                .unwrap_or_default();
+            (peer, addrs)
+        })
+        .collect()
+}
+
+impl EventLoop {
+    /// The time as the core sees it.
+    pub(super) fn now(&self) -> Now {
+        Now { mono: self.started.elapsed(), wall_ms: now_ms() }
+    }
+
+    fn new_op_id(&mut self) -> OpId {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    /// The routing view's value-protocol peers nearest to `key`: where a search starts.
+    pub(super) fn nearest_peers(&mut self, key: &str, n: usize) -> Vec<PeerId> {
+        nearest_kv_peers(&mut self.swarm.behaviour_mut().kad, &self.kv_support, key, n)
+    }
+
+    pub(super) fn start_put(
+        &mut self,
+        key: String,
+        value: Option<Vec<u8>>,
+        ttl: Option<Duration>,
+        reply: Reply<PutReport>,
+    ) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        let nearest = self.nearest_peers(&key, 2 * self.config.replication);
+        let connected = self.swarm.connected_peers().next().is_some();
+        let known = self.routing_table_len();
+        let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
+        let started =
+            with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
+                PutOp::start(key, value, ttl, nearest, connected, config, env)
+            });
+        match started {
+            Ok((op, actions)) => {
+                let id = self.new_op_id();
+                tracing::debug!(op = id, key = %op.record().key, version = %op.record().version, "put: search");
+                self.ops.insert(id, Running::Put { op, reply: Some(reply) });
+                self.apply(id, actions);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 
-    #[test]
-    fn a_failure_is_replaced_by_a_spare_until_the_quorum_is_met() {
-        let p = plan(3, 1, 2);
-        let mut t = Tally::new(&p);
-        t.in_flight = 3;
-        assert_eq!(t.fail(p.replicas[0], "refused", false), Some(p.spares[0]));
-        t.in_flight += 1;
-        assert!(!t.met() && !t.impossible());
-        t.succeed(p.replicas[1]);
-        t.succeed(p.replicas[2]);
-        assert!(t.met());
-        assert_eq!(t.failures.len(), 1);
+    pub(super) fn start_get(&mut self, key: String, reply: Reply<GetReport>) {
+        if self.is_busy() {
+            let _ = reply.send(Err(Error::Busy(self.pending())));
+            return;
+        }
+        let nearest = self.nearest_peers(&key, 2 * self.config.replication);
+        let connected = self.swarm.connected_peers().next().is_some();
+        let known = self.routing_table_len();
+        let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
+        let started =
+            with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
+                GetOp::start(key, nearest, connected, config, env)
+            });
+        match started {
+            Ok((op, actions)) => {
+                let id = self.new_op_id();
+                tracing::debug!(op = id, "get: search");
+                self.ops.insert(id, Running::Get { op, reply: Some(reply) });
+                self.apply(id, actions);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 
-    #[test]
-    fn a_put_refills_after_its_quorum_but_a_get_does_not() {
-        let p = plan(2, 2, 1);
-        let mut t = Tally::new(&p);
-        t.in_flight = 2;
-        t.succeed(p.replicas[0]);
-        assert!(t.met());
-        assert_eq!(t.fail(p.replicas[1], "gone", false), None);
-        t.in_flight += 1;
-        assert_eq!(t.fail(p.replicas[1], "gone", true), Some(p.spares[0]));
+    /// Feeds `input` to op `id` (nothing when it ended) and carries out what it returns.
+    pub(super) fn feed(&mut self, id: OpId, input: Input) {
+        let known = self.routing_table_len();
+        let (now, local) = (self.now(), self.local_peer_id());
+        let Some(running) = self.ops.get_mut(&id) else { return };
+        let actions =
+            with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
+                match running {
+                    Running::Put { op, .. } => op.handle(input, env),
+                    Running::Get { op, .. } => op.handle(input, env),
+                }
+            });
+        self.apply(id, actions);
     }
 
-    #[test]
-    fn impossible_when_too_few_can_still_answer() {
-        let p = plan(3, 0, 3);
-        let mut t = Tally::new(&p);
-        t.in_flight = 3;
-        t.succeed(p.replicas[0]);
-        assert!(!t.impossible());
-        assert_eq!(t.fail(p.replicas[1], "timeout", false), None);
-        assert!(t.impossible());
+    /// Carries out `actions` of op `id`, then drops the op if it is done.
+    fn apply(&mut self, id: OpId, actions: Vec<Action>) {
+        let local = self.local_peer_id();
+        for action in actions {
+            match action {
+                Action::Send { peer, kind, request } if peer == local => {
+                    self.local_queue.push_back((id, kind, request));
+                }
+                Action::Send { peer, kind, request } => {
+                    let rid = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+                    self.requests.insert(rid, Outbound::Op { op: id, kind });
+                }
+                Action::Repair { peer, record } => {
+                    tracing::debug!(key = %record.key, %peer, version = %record.version, "read repair");
+                    let key = record.key.clone();
+                    let request = Request::Store { record };
+                    if peer == local {
+                        let _ = self.serve_request(request, false);
+                    } else {
+                        let rid = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+                        self.requests.insert(rid, Outbound::Repair { key });
+                    }
+                }
+                Action::Learn { peer, addrs } => {
+                    for addr in addrs {
+                        self.swarm.add_peer_address(peer, addr);
+                    }
+                }
+                Action::Reply(outcome) => self.reply(id, outcome),
+            }
+        }
+        if self.ops.get(&id).is_some_and(Running::is_done) {
+            self.ops.remove(&id);
+        }
+    }
+
+    /// Hands an op's result to its caller.
+    fn reply(&mut self, id: OpId, outcome: Outcome) {
+        match (self.ops.get_mut(&id), outcome) {
+            (Some(Running::Put { reply, .. }), Outcome::Put(result)) => {
+                if let Ok(r) = &result {
+                    tracing::debug!(op = id, acked = r.acked, elapsed = ?r.elapsed, "put: quorum met");
+                }
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(result);
+                }
+            }
+            (Some(Running::Get { reply, .. }), Outcome::Get(result)) => {
+                if let Ok(r) = &result {
+                    tracing::debug!(op = id, replies = r.replies, asked = r.asked, elapsed = ?r.elapsed, "get: quorum met");
+                }
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(result);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Serves the requests ops sent to this peer, in order, feeding each answer back; an
+    /// answer may queue more (a put's search that settles asks this peer to store).
+    pub(super) fn drain_local(&mut self) {
+        let local = self.local_peer_id();
+        while let Some((id, kind, request)) = self.local_queue.pop_front() {
+            let response = self.serve_request(request, false);
+            self.feed(id, Input::Answer { peer: local, kind, response });
+        }
+    }
+
+    /// Feeds `Deadline` to every op whose deadline passed.
+    pub(super) fn sweep_ops(&mut self) {
+        let now = self.now().mono;
+        let expired: Vec<OpId> =
+            self.ops.iter().filter(|(_, op)| op.deadline() <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.feed(id, Input::Deadline);
+            // Every op ends on its deadline; one that did not would be a bug: drop it.
+            if let Some(op) = self.ops.remove(&id) {
+                tracing::warn!(op = id, "an operation outlived its deadline: dropped");
+                op.fail(Error::Timeout {
+                    after: self.config.timeout,
+                    acked: 0,
+                    needed: 1,
+                    failures: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// The request op `id` sent as `kind`, built again for a resend (Fetch and Store are
+    /// idempotent): `None` when the op no longer waits for it.
+    pub(super) fn request_again(&self, id: OpId, kind: Kind) -> Option<Request> {
+        match (self.ops.get(&id)?, kind) {
+            (Running::Put { op, .. }, Kind::Fetch) => Some(self.op_config.fetch(&op.record().key)),
+            (Running::Put { op, .. }, Kind::Store) => {
+                Some(Request::Store { record: op.record().clone() })
+            }
+            (Running::Get { op, .. }, Kind::Fetch) => Some(self.op_config.fetch(op.key())),
+            (Running::Get { .. }, Kind::Store) => None,
+        }
     }
 }

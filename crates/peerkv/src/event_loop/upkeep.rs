@@ -233,36 +233,6 @@ impl EventLoop {
         removed
     }
 
-    /// A digest from a peer: the keys among it we lack or hold older.
-    pub(super) fn answer_digest(&mut self, entries: Vec<(String, Hlc)>) -> Response {
-        self.stats.digests_received += 1;
-        let now = now_ms();
-        let keys = entries
-            .into_iter()
-            .filter(|(key, version)| match self.store.get(key) {
-                None => true,
-                Some(held) => held.version < *version || held.is_expired(now),
-            })
-            .map(|(key, _)| key)
-            .collect();
-        Response::Missing { keys }
-    }
-
-    /// A batch of records from a peer's upkeep: each is checked and merged like a Store.
-    pub(super) fn answer_store_many(&mut self, records: Vec<Record>) -> Response {
-        let mut stored = 0;
-        let mut rejected = Vec::new();
-        for record in records {
-            let key = record.key.clone();
-            match self.accept(record) {
-                Response::Stored { .. } => stored += 1,
-                Response::Rejected { reason } => rejected.push((key, reason)),
-                _ => {}
-            }
-        }
-        Response::StoredMany { stored, rejected }
-    }
-
     /// A peer lacks these keys: send it the records, batched under the codec's limit.
     pub(super) fn push_missing(&mut self, peer: PeerId, keys: Vec<String>) {
         let limit = usize::try_from(crate::protocol::message_limit(self.config.max_value_size))

@@ -1,5 +1,5 @@
-//! The read path's search: finding a key's replicas and their answers in one iterative walk,
-//! without a Kademlia lookup first.
+//! The search of a put or get: finding a key's replicas and their answers in one iterative
+//! walk, without a Kademlia lookup first.
 //!
 //! A get asks at once the R peers nearest to the key that the local routing table (and the
 //! local peer) knows. Every remote answer carries, besides the record, the peers the replier
@@ -26,7 +26,7 @@ const MAX_REASONS: usize = 4;
 
 /// Where one candidate stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reach {
+pub enum Reach {
     /// Known, not asked.
     Waiting,
     /// Asked, no answer yet.
@@ -39,7 +39,7 @@ pub(crate) enum Reach {
 
 /// What the search says now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Answers are still to come.
     Pending,
     /// Enough answers: the newest record (or its absence) can be returned.
@@ -50,7 +50,7 @@ pub(crate) enum Verdict {
 
 /// The candidates of one get and what each answered.
 #[derive(Debug)]
-pub(crate) struct Search {
+pub struct Search {
     target: KBucketKey<Vec<u8>>,
     replication: usize,
     quorum: Option<usize>,
@@ -69,7 +69,8 @@ pub(crate) struct Search {
 
 impl Search {
     /// A search for `key` that asks the `replication` nearest peers, needs `quorum` answers
-    /// (a majority of the replicas when `None`) and sends at most `budget` requests.
+    /// (a majority of the replicas when `None`; W for a put's search, Q for a get's) and sends
+    /// at most `budget` requests.
     pub fn new(key: &str, replication: usize, quorum: Option<usize>, budget: usize) -> Self {
         Self {
             target: KBucketKey::new(key.as_bytes().to_vec()),
@@ -134,6 +135,12 @@ impl Search {
         ask
     }
 
+    /// Whether `peer` was asked and has not answered or failed yet: only such a peer's answer
+    /// counts.
+    pub fn is_asked(&self, peer: &PeerId) -> bool {
+        self.state.get(peer) == Some(&Reach::Asked)
+    }
+
     /// Records `peer`'s answer (ignored unless it was asked and has not answered).
     pub fn answer(&mut self, peer: PeerId, record: Option<Record>) {
         if let Some(s) = self.state.get_mut(&peer) {
@@ -143,9 +150,12 @@ impl Search {
         }
     }
 
-    /// Records that `peer` could not answer.
+    /// Records that `peer` could not answer (ignored unless it was asked and has not answered).
     pub fn fail(&mut self, peer: PeerId, reason: impl std::fmt::Display) {
         if let Some(s) = self.state.get_mut(&peer) {
+            if *s != Reach::Asked {
+                return;
+            }
             *s = Reach::Failed;
             if self.failures.len() < MAX_REASONS {
                 self.failures.push(format!("{}: {reason}", crate::error::short_id(&peer)));

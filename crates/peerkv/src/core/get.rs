@@ -1,0 +1,240 @@
+//! A get as a state machine: find the key's replicas and their answers in one walk
+//! ([`Search`]), answer once Q of the R nearest replied, then repair the stale ones.
+//!
+//! The get answers when Q of the current R nearest have answered and one of them holds a record
+//! (the newest of all answers wins), or when all R nearest have answered (then "not found"
+//! needs Q answers too); Q = [`placement::quorum`](crate::placement::quorum) of the replicas
+//! there can be. The op stays until every request is answered (or the deadline), then sends the
+//! newest record to each of the R nearest that held nothing or an older one (read repair, fire
+//! and forget).
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+use super::put::learn;
+use super::{observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Verdict};
+use crate::command::GetReport;
+use crate::error::Error;
+use crate::protocol::{Request, Response};
+use crate::record::MAX_KEY_LEN;
+
+/// One get in flight.
+#[derive(Debug)]
+pub struct GetOp {
+    key: String,
+    search: Search,
+    /// Whether the caller has its answer.
+    replied: bool,
+    /// Whether the op ended (answers all in, or the deadline) and repaired what it could.
+    done: bool,
+    started: Duration,
+    deadline: Duration,
+    config: OpConfig,
+}
+
+impl GetOp {
+    /// Starts a get of `key`. `nearest` are the routing view's value-protocol peers nearest to
+    /// the key (2R of them is plenty); `connected` says whether any connection is open.
+    ///
+    /// # Errors
+    /// A get refused before anything is sent: a bad key, or no peers at all.
+    pub fn start(
+        key: String,
+        nearest: Vec<PeerId>,
+        connected: bool,
+        config: OpConfig,
+        env: &mut Env<'_>,
+    ) -> Result<(Self, Vec<Action>), Error> {
+        if key.is_empty() {
+            return Err(Error::BadKey(crate::record::RecordError::EmptyKey));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::BadKey(crate::record::RecordError::KeyTooLong { len: key.len() }));
+        }
+        if env.known == 0 && !connected && nearest.is_empty() {
+            return Err(Error::NoPeers {
+                known: 0,
+                mdns: config.mdns,
+                bootstrap: config.bootstrap,
+            });
+        }
+        let mut search =
+            Search::new(&key, config.replication, config.read_quorum, config.search_budget);
+        search.offer(env.local, 0);
+        for peer in nearest {
+            if peer != env.local {
+                search.offer(peer, 1);
+            }
+        }
+        let mut op = GetOp {
+            key,
+            search,
+            replied: false,
+            done: false,
+            started: env.now.mono,
+            deadline: env.now.mono + config.timeout,
+            config,
+        };
+        let actions = op.step(env);
+        Ok((op, actions))
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// When the op fails with `Timeout` if it has not answered.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Whether the op has nothing left to do (the driver drops it).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Whether the caller has had its answer.
+    pub fn replied(&self) -> bool {
+        self.replied
+    }
+
+    /// The search, for inspection (tests, the simulator's measures).
+    pub fn search(&self) -> &Search {
+        &self.search
+    }
+
+    /// Feeds one input; returns what to do.
+    pub fn handle(&mut self, input: Input, env: &mut Env<'_>) -> Vec<Action> {
+        if self.done {
+            return Vec::new();
+        }
+        match input {
+            Input::Deadline => {
+                let mut actions = Vec::new();
+                if !self.replied {
+                    self.replied = true;
+                    let (acked, _) = self.search.answered();
+                    let err = Error::Timeout {
+                        after: self.config.timeout,
+                        acked,
+                        needed: self.search.needed(),
+                        failures: self.search.failures.clone(),
+                    };
+                    actions.push(Action::Reply(Outcome::Get(Err(err))));
+                }
+                actions.extend(self.finish());
+                actions
+            }
+            Input::Answer { peer, kind: Kind::Fetch, response } => {
+                if !self.search.is_asked(&peer) {
+                    return Vec::new(); // never asked, or answered already
+                }
+                let mut actions = Vec::new();
+                match response {
+                    Response::Found { record, near } => {
+                        let max = self.config.max_value_size;
+                        let search = &self.search;
+                        match vet(&self.key, record, max, env.now, |r| search.holds(r)) {
+                            Ok(held) => {
+                                if let Some(r) = &held {
+                                    observe(env.clock, env.now, r.version);
+                                }
+                                self.search.answer(peer, held);
+                                learn(&mut self.search, peer, near, env, &mut actions);
+                            }
+                            Err(reason) => self.search.fail(peer, reason),
+                        }
+                    }
+                    Response::Rejected { reason } => {
+                        self.search.fail(peer, format!("rejected: {reason}"))
+                    }
+                    other => self.search.fail(peer, format!("unexpected answer {other:?}")),
+                }
+                actions.extend(self.step(env));
+                actions
+            }
+            Input::Failed { peer, kind: Kind::Fetch, reason } => {
+                self.search.fail(peer, reason);
+                self.step(env)
+            }
+            // A get sends no Store it waits for.
+            Input::Answer { kind: Kind::Store, .. } | Input::Failed { kind: Kind::Store, .. } => {
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks what the search wants asked now (remote peers first, so this peer's answer cannot
+    /// end the get before they are asked), then sees where it stands.
+    fn step(&mut self, env: &Env<'_>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.replied {
+            let ask = self.search.next_to_ask();
+            for peer in ask.iter().filter(|p| **p != env.local) {
+                let request = self.config.fetch(&self.key);
+                actions.push(Action::Send { peer: *peer, kind: Kind::Fetch, request });
+            }
+            if ask.contains(&env.local) {
+                let request = Request::Fetch { key: self.key.clone(), near: 0 };
+                actions.push(Action::Send { peer: env.local, kind: Kind::Fetch, request });
+            }
+        }
+        let verdict = self.search.verdict();
+        if !self.replied && verdict == Verdict::Ready {
+            self.replied = true;
+            actions.push(Action::Reply(Outcome::Get(Ok(self.report(env.now)))));
+        }
+        let quiet = self.search.in_flight() == 0;
+        if !self.replied && verdict == Verdict::Impossible && quiet {
+            // Waited for the answers in flight so the error counts them.
+            self.replied = true;
+            let mut failures = self.search.failures.clone();
+            if self.search.exhausted() {
+                failures.push(format!(
+                    "stopped after {} requests while answers still named nearer peers",
+                    self.search.asked()
+                ));
+            }
+            let err = Error::QuorumNotMet {
+                op: "get",
+                acked: self.search.answered().0,
+                needed: self.search.needed(),
+                replicas: self.search.replicas(),
+                known: env.known,
+                failures,
+            };
+            actions.push(Action::Reply(Outcome::Get(Err(err))));
+        }
+        if quiet && (self.replied || verdict != Verdict::Pending) {
+            actions.extend(self.finish());
+        }
+        actions
+    }
+
+    /// Every reply is in (or the time is up): send the newest record to every one of the
+    /// nearest that lacked it.
+    fn finish(&mut self) -> Vec<Action> {
+        self.done = true;
+        let Some(newest) = self.search.newest() else { return Vec::new() };
+        self.search
+            .stale(&newest)
+            .into_iter()
+            .map(|peer| Action::Repair { peer, record: newest.clone() })
+            .collect()
+    }
+
+    fn report(&self, now: Now) -> GetReport {
+        GetReport {
+            key: self.key.clone(),
+            record: self.search.newest(),
+            replies: self.search.answered().0,
+            replicas: self.search.replicas(),
+            needed: self.search.needed(),
+            asked: self.search.asked(),
+            hops: self.search.hops(),
+            elapsed: now.mono.saturating_sub(self.started),
+        }
+    }
+}
