@@ -38,6 +38,7 @@ pub struct PutReport {
     /// The key.
     pub key: String,
     /// The version written.
+    #[serde(serialize_with = "as_json::text")]
     pub version: Hlc,
     /// Replicas that acknowledged by the time the put returned.
     pub acked: usize,
@@ -49,21 +50,24 @@ pub struct PutReport {
     pub stored_on: Vec<PeerId>,
     /// Set when a replica already held a newer version (a concurrent write won): the greatest
     /// such version.
+    #[serde(serialize_with = "as_json::opt_text")]
     pub superseded_by: Option<Hlc>,
     /// Whether the replicas' answers showed a live value under the key before this write (for
     /// a delete, `false` means there was nothing to delete; the tombstone is stored anyway, so
     /// a copy that shows up later stays deleted).
     pub existed: bool,
     /// From the call to the W-th acknowledgement.
+    #[serde(rename = "elapsed_ms", serialize_with = "as_json::millis")]
     pub elapsed: Duration,
 }
 
 /// How a get went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GetReport {
     /// The key.
     pub key: String,
     /// The newest record the quorum held (a tombstone when the key was deleted), or `None`.
+    #[serde(skip)]
     pub record: Option<Record>,
     /// Replicas that answered by the time the get returned.
     pub replies: usize,
@@ -78,6 +82,7 @@ pub struct GetReport {
     /// table held the replicas, one more per hand-on to nearer peers (0: answered locally).
     pub hops: u8,
     /// From the call to the Q-th answer.
+    #[serde(rename = "elapsed_ms", serialize_with = "as_json::millis")]
     pub elapsed: Duration,
 }
 
@@ -122,6 +127,7 @@ pub struct ClosestReport {
     /// Peers by distance to the key, nearest first, the local peer among them.
     pub peers: Vec<ClosestPeer>,
     /// How long the lookup took.
+    #[serde(rename = "elapsed_ms", serialize_with = "as_json::millis")]
     pub elapsed: Duration,
 }
 
@@ -182,6 +188,7 @@ pub struct KeyEntry {
     /// The key.
     pub key: String,
     /// Its version.
+    #[serde(serialize_with = "as_json::text")]
     pub version: Hlc,
     /// Who wrote it.
     pub writer: Option<PeerId>,
@@ -243,4 +250,31 @@ pub struct UpkeepReport {
     pub digest_bytes: u64,
     /// Records removed (expired, old tombstones).
     pub removed: u64,
+}
+
+/// How the reports read in JSON (the binary's `--json`): versions as the `ms.counter` text they
+/// display as, durations as milliseconds (`elapsed_ms`, to the microsecond).
+mod as_json {
+    use std::fmt::Display;
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub(super) fn text<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub(super) fn opt_text<T: Display, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_some(&v.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+    }
 }
