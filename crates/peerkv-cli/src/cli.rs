@@ -32,40 +32,45 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Run without a REPL: read nothing from stdin and serve until SIGTERM or Ctrl-C (for a peer
+    /// in the background, `peerkv --headless &`, or under a service manager).
+    #[arg(long)]
+    pub headless: bool,
+
     /// Kademlia protocol id; peers must share it to route for each other.
     #[arg(long, value_name = "ID", default_value = DEFAULT_KAD_PROTOCOL)]
     pub kad_protocol: String,
 
     /// Replication factor R: how many of the closest peers hold each key (capped by the peers there are).
-    #[arg(short = 'r', long, value_name = "R", default_value_t = config::DEFAULT_REPLICATION)]
+    #[arg(allow_negative_numbers = true, short = 'r', long, value_name = "R", default_value_t = config::DEFAULT_REPLICATION)]
     pub replication: usize,
 
     /// Acknowledgements a put waits for (W). Default: a majority of the replicas.
-    #[arg(long, value_name = "W")]
+    #[arg(allow_negative_numbers = true, long, value_name = "W")]
     pub write_quorum: Option<usize>,
 
     /// Replies a get waits for (Q). Default: a majority of the replicas.
-    #[arg(long, value_name = "Q")]
+    #[arg(allow_negative_numbers = true, long, value_name = "Q")]
     pub read_quorum: Option<usize>,
 
     /// Largest value accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_VALUE_SIZE)]
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_VALUE_SIZE)]
     pub max_value_size: usize,
 
     /// Deadline of one operation, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TIMEOUT.as_secs_f64())]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_TIMEOUT.as_secs_f64())]
     pub timeout: f64,
 
     /// Seconds an unused connection stays open.
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_IDLE_CONNECTION_TIMEOUT.as_secs_f64())]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_IDLE_CONNECTION_TIMEOUT.as_secs_f64())]
     pub idle_timeout: f64,
 
     /// Most records this peer holds; past it new keys are refused (nothing held is dropped).
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECORDS)]
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECORDS)]
     pub max_records: usize,
 
     /// Most key and value bytes this peer holds.
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_STORE_BYTES)]
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_STORE_BYTES)]
     pub max_store_bytes: usize,
 
     /// Where this peer keeps its identity, records and known peers (created if missing). Default:
@@ -79,15 +84,15 @@ pub struct Cli {
     pub ephemeral: bool,
 
     /// Seconds between replica upkeep rounds (every record re-offered to its closest peers).
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_UPKEEP_INTERVAL.as_secs_f64())]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_UPKEEP_INTERVAL.as_secs_f64())]
     pub upkeep_interval: f64,
 
     /// Seconds a tombstone (a delete) is kept before it is removed everywhere.
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_TOMBSTONE_TTL.as_secs_f64())]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_TOMBSTONE_TTL.as_secs_f64())]
     pub tombstone_ttl: f64,
 
     /// Seconds between mDNS queries on the LAN (at least 1).
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
     pub mdns_interval: f64,
 
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
@@ -185,5 +190,18 @@ mod tests {
         assert!(cli.config().unwrap_err().contains("--read-quorum"));
         let cli = Cli::try_parse_from(["peerkv", "--timeout=-1"]).unwrap();
         assert!(cli.config().is_err());
+    }
+
+    #[test]
+    fn negative_numbers_reach_our_own_check() {
+        let cli = Cli::try_parse_from(["peerkv", "--timeout", "-1"]).unwrap();
+        assert_eq!(cli.config().unwrap_err(), "--timeout -1: must be a positive number of seconds");
+        let cli = Cli::try_parse_from(["peerkv", "--upkeep-interval", "-0.5"]).unwrap();
+        assert!(cli
+            .config()
+            .unwrap_err()
+            .starts_with("--upkeep-interval -0.5: must be a positive"));
+        let e = Cli::try_parse_from(["peerkv", "-r", "-1"]).unwrap_err().to_string();
+        assert!(e.contains("invalid value '-1' for '--replication <R>'"), "{e}");
     }
 }
