@@ -12,8 +12,9 @@
 //!    gets a `Store`. W = [`placement::quorum`] of the replicas there can be among the
 //!    candidates the search knew ([`Search::needed`]): a quorum larger than the peers there are
 //!    is capped as R is, but a replica that failed still counts against it.
-//! 3. **Count.** A `Stored` counts (a greater version in it means a newer write was already
-//!    there: `superseded_by`); a failure or `Rejected` brings in a spare. W reached → the reply;
+//! 3. **Count.** A `Stored` of one of the R nearest candidates known counts (a greater version
+//!    in it means a newer write was already there: `superseded_by`); a failure or `Rejected`
+//!    brings in a spare, which keeps R copies but does not count. W reached → the reply;
 //!    the op lives on until every replica answered, still asking spares for failures, so the
 //!    record reaches R peers when it can. W out of reach once all answers are in →
 //!    `QuorumNotMet`; the deadline → `Timeout`.
@@ -36,7 +37,7 @@ enum Phase {
     /// Finding the replicas.
     Searching(Box<Search>),
     /// Writing to them.
-    Writing(Tally),
+    Writing(Box<Tally>),
     /// Nothing more to do.
     Done,
 }
@@ -268,9 +269,11 @@ impl PutOp {
             self.config.write_quorum,
         );
         // W is capped by the replicas there are among the candidates the search knew (failures
-        // do not lower it: a replica that is down still counts against the quorum).
+        // do not lower it: a replica that is down still counts against the quorum), and only
+        // the acknowledgements of those R nearest count.
         plan.needed = search.needed();
-        let mut tally = Tally::new(&plan);
+        let counted = plan.replicas.iter().copied().filter(|p| search.in_window(p)).collect();
+        let mut tally = Tally::new(&plan, counted, search.replicas());
         let mut actions = Vec::new();
         let local_is_replica = plan.replicas.contains(&env.local);
         for peer in plan.replicas.iter().filter(|p| **p != env.local) {
@@ -281,7 +284,7 @@ impl PutOp {
         if local_is_replica && tally.ask(env.local) {
             actions.push(self.store(env.local));
         }
-        self.phase = Phase::Writing(tally);
+        self.phase = Phase::Writing(Box::new(tally));
         actions.extend(self.progress(env));
         actions
     }

@@ -4,9 +4,17 @@
 //! A get asks at once the R peers nearest to the key that the local routing table (and the
 //! local peer) knows. Every remote answer carries, besides the record, the peers the replier
 //! knows nearest to the key; they join the candidates, and whenever the R nearest candidates
-//! change the newcomers are asked too. A peer that fails drops out and the next candidate takes
-//! its place. The get is answered once Q of the current R nearest have answered and one of them
-//! holds a record, or once all R nearest have answered (then "not found" needs Q answers too).
+//! change the newcomers are asked too.
+//!
+//! Quorums are strict: only answers of the R nearest candidates known — the *window*, failed
+//! peers included — count. A peer that fails keeps its place in the window (it still counts
+//! against the quorum: it may hold the newest write), and the next candidate is asked as well
+//! (the *reach*: the R nearest that have not failed), so a put finds spares to keep R copies
+//! and a repair has somewhere to go, but its answer does not count. A put acknowledged by W of
+//! the window and a get answered by Q of it share a peer whenever W + Q > R: the get sees the
+//! put or a newer write. The get is answered once Q of the window have answered and one of
+//! them holds a record, or once every live peer of the window has answered (then "not found"
+//! needs Q answers too).
 //!
 //! Peers near a key know their neighbourhood in full (their nearest buckets are never full), so
 //! the replicas' hints name the true replica set: when the local table already holds the nearest
@@ -106,15 +114,25 @@ impl Search {
     /// the replicas, 2 when one of them was learnt from a first answer, and so on (the
     /// Kademlia "hops" of the get).
     pub fn hops(&self) -> u8 {
-        self.top()
+        self.window()
             .filter(|(_, s)| matches!(s, Reach::Answered(_)))
             .map(|(p, _)| self.depth(p))
             .max()
             .unwrap_or(0)
     }
 
-    /// The R nearest candidates that have not failed, nearest first.
-    fn top(&self) -> impl Iterator<Item = (&PeerId, &Reach)> {
+    /// The window: the R nearest candidates known, failed ones included, nearest first. Only
+    /// their answers count towards a quorum.
+    fn window(&self) -> impl Iterator<Item = (&PeerId, &Reach)> {
+        self.ranked
+            .values()
+            .filter_map(|p| self.state.get(p).map(|s| (p, s)))
+            .take(self.replication)
+    }
+
+    /// The reach: the R nearest candidates that have not failed, nearest first — who is asked,
+    /// written to and repaired.
+    fn reach(&self) -> impl Iterator<Item = (&PeerId, &Reach)> {
         self.ranked
             .values()
             .filter_map(|p| self.state.get(p).map(|s| (p, s)))
@@ -122,10 +140,15 @@ impl Search {
             .take(self.replication)
     }
 
+    /// Whether `peer` is among the R nearest candidates known (its answer counts).
+    pub fn in_window(&self, peer: &PeerId) -> bool {
+        self.window().any(|(p, _)| p == peer)
+    }
+
     /// The peers to ask now (the nearest not asked yet, within the budget), marked as asked.
     pub fn next_to_ask(&mut self) -> Vec<PeerId> {
         let waiting: Vec<PeerId> =
-            self.top().filter(|(_, s)| **s == Reach::Waiting).map(|(p, _)| *p).collect();
+            self.reach().filter(|(_, s)| **s == Reach::Waiting).map(|(p, _)| *p).collect();
         let room = self.budget.saturating_sub(self.asked);
         let ask: Vec<PeerId> = waiting.into_iter().take(room).collect();
         for p in &ask {
@@ -181,20 +204,21 @@ impl Search {
 
     /// Whether the search stopped at its request limit with nearer peers still unasked.
     pub fn exhausted(&self) -> bool {
-        self.asked >= self.budget && self.top().any(|(_, s)| *s == Reach::Waiting)
+        self.asked >= self.budget && self.window().any(|(_, s)| *s == Reach::Waiting)
     }
 
-    /// How many of the nearest candidates have answered, and how many of them hold a record.
+    /// How many of the window have answered, and how many of them hold a record.
     pub fn answered(&self) -> (usize, usize) {
-        self.top().fold((0, 0), |(n, found), (_, s)| match s {
+        self.window().fold((0, 0), |(n, found), (_, s)| match s {
             Reach::Answered(r) => (n + 1, found + usize::from(r.is_some())),
             _ => (n, found),
         })
     }
 
-    /// How many replicas the search settles on (R, or fewer when fewer peers are left).
+    /// How many replicas the search settles on: the window's size (R, or fewer when fewer
+    /// peers are known).
     pub fn replicas(&self) -> usize {
-        self.top().count()
+        self.window().count()
     }
 
     /// Whether a put's search has settled on its replicas: no nearer candidate is left to ask
@@ -206,10 +230,10 @@ impl Search {
     /// held is among them.
     pub fn settled(&self, needed: usize) -> bool {
         let room = self.asked < self.budget;
-        if self.top().any(|(_, s)| *s == Reach::Waiting && room) {
+        if self.window().any(|(_, s)| *s == Reach::Waiting && room) {
             return false;
         }
-        let silent = self.top().any(|(_, s)| *s == Reach::Asked);
+        let silent = self.window().any(|(_, s)| *s == Reach::Asked);
         !silent || self.answered().0 >= needed
     }
 
@@ -217,7 +241,7 @@ impl Search {
     /// still asked, then the others that answered (spares, asked when a replica fails).
     pub fn write_candidates(&self) -> Vec<PeerId> {
         let nearest: Vec<PeerId> = self
-            .top()
+            .reach()
             .filter(|(_, s)| matches!(s, Reach::Answered(_) | Reach::Asked))
             .map(|(p, _)| *p)
             .collect();
@@ -239,7 +263,7 @@ impl Search {
         let (answered, found) = self.answered();
         let needed = self.needed();
         let room = self.asked < self.budget;
-        let open = self.top().any(|(_, s)| *s == Reach::Asked || (*s == Reach::Waiting && room));
+        let open = self.window().any(|(_, s)| *s == Reach::Asked || (*s == Reach::Waiting && room));
         if answered >= needed && (found > 0 || !open) {
             Verdict::Ready
         } else if open {
@@ -262,7 +286,7 @@ impl Search {
     /// `newest`: where read repair sends it.
     pub fn stale(&self, newest: &Record) -> Vec<PeerId> {
         let replies: Vec<(PeerId, Option<Record>)> = self
-            .top()
+            .reach()
             .filter_map(|(p, s)| match s {
                 Reach::Answered(r) => Some((*p, r.clone())),
                 _ => None,
@@ -369,7 +393,8 @@ mod tests {
         s.answer(all[3], None);
         // Every peer that answered is a candidate for the write, nearest first.
         assert_eq!(s.write_candidates(), all[..4].to_vec());
-        // A failure among the nearest: the next one is asked before the search settles.
+        // A failure among the nearest: it keeps its place in the window (the search settles
+        // on what the window says), and the next peer is asked as well, to be written to.
         let mut f = Search::new("k", 2, None, 10);
         for p in &all {
             f.offer(*p, 1);
@@ -377,11 +402,10 @@ mod tests {
         f.next_to_ask();
         f.answer(all[0], None);
         f.fail(all[1], "gone");
-        assert!(!f.settled(2));
         assert_eq!(f.next_to_ask(), vec![all[2]]);
-        f.answer(all[2], None);
-        assert!(f.settled(2));
+        assert!(f.settled(1));
         assert_eq!(f.write_candidates(), vec![all[0], all[2]]);
+        assert!(f.in_window(&all[1]) && !f.in_window(&all[2]));
         // At the request limit with nearer peers unasked, it settles on what it has.
         let mut b = Search::new("k", 3, None, 2);
         for p in &all {
@@ -454,15 +478,21 @@ mod tests {
         }
         assert_eq!(s.next_to_ask(), all[..3].to_vec());
         s.fail(all[0], "unreachable");
+        // The next candidate is asked (a repair or a spare copy may go there) …
         assert_eq!(s.next_to_ask(), vec![all[3]]);
         assert_eq!(s.failures.len(), 1);
         s.answer(all[1], None);
         s.answer(all[3], Some(record("k", 1)));
+        // … but only the window's answers count: all[0] may hold the newest write, and the
+        // quorum must overlap every write's, so all[2] is waited for.
+        assert_eq!(s.verdict(), Verdict::Pending);
+        assert_eq!(s.answered(), (1, 0));
+        s.answer(all[2], Some(record("k", 2)));
         assert_eq!(s.verdict(), Verdict::Ready);
-        // Failures do not lower the quorum: with one peer left it cannot be met.
-        s.fail(all[2], "unreachable");
-        assert_eq!(s.needed(), 2);
         assert_eq!(s.answered(), (2, 1));
+        assert_eq!(s.newest().map(|r| r.version), Some(Hlc::new(2, 0)));
+        // Failures do not lower the quorum.
+        assert_eq!(s.needed(), 2);
         let mut lone = Search::new("k", 3, None, 10);
         for p in &all {
             lone.offer(*p, 1);
@@ -489,9 +519,17 @@ mod tests {
         assert_eq!(s.next_to_ask(), vec![all[3]], "one request left in the budget");
         s.answer(all[2], None);
         s.answer(all[3], None);
-        assert_eq!(s.verdict(), Verdict::Impossible, "all[4] is beyond the budget");
+        assert_eq!(s.verdict(), Verdict::Impossible, "two of the window failed, three needed");
         assert_eq!(s.asked(), 4);
-        assert!(s.exhausted());
+        assert!(!s.exhausted(), "the budget kept no peer of the window unasked");
+        let mut b = Search::new("k", 3, None, 2);
+        for p in &all {
+            b.offer(*p, 1);
+        }
+        assert_eq!(b.next_to_ask().len(), 2);
+        b.answer(all[0], None);
+        b.answer(all[1], None);
+        assert!(b.exhausted(), "all[2] is in the window and the budget is spent");
     }
 
     #[test]
