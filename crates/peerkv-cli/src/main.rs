@@ -8,7 +8,7 @@
 //! Exit codes: [`EXIT_OK`] when every command succeeded, [`EXIT_FAILED`] when one failed,
 //! [`EXIT_START`] when the peer could not start.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         code = EXIT_FAILED;
     } else {
         if interactive && !cli.json {
-            println!("type help for commands");
+            let _ = writeln!(std::io::stdout(), "type help for commands");
         }
         let mut session = Session::new(&node, cli.json, cli.max_value_size);
         let ended = tokio::select! {
