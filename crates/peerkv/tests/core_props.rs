@@ -44,6 +44,9 @@ impl Holdings for Mem {
     fn bytes(&self) -> usize {
         self.0.values().map(replica::held_size).sum()
     }
+    fn for_each(&self, f: &mut dyn FnMut(&Record)) {
+        self.0.values().for_each(f);
+    }
 }
 
 fn keypair(i: u8) -> Keypair {

@@ -26,6 +26,7 @@ pub mod put;
 pub mod replica;
 pub mod search;
 pub mod tally;
+pub mod upkeep;
 
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub use get::GetOp;
 pub use put::PutOp;
 pub use search::{Search, Verdict};
 pub use tally::Tally;
+pub use upkeep::{Upkeep, UpkeepAction, UpkeepConfig};
 
 use crate::clock::{Clock, Hlc};
 use crate::command::{GetReport, PutReport};

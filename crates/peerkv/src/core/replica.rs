@@ -24,6 +24,8 @@ pub trait Holdings {
     fn count(&self) -> usize;
     /// Key and value bytes held ([`held_size`] summed).
     fn bytes(&self) -> usize;
+    /// Calls `f` with every record held (upkeep's rounds and summaries).
+    fn for_each(&self, f: &mut dyn FnMut(&Record));
 }
 
 /// The bytes a record takes against `--max-store-bytes`: its key and value.

@@ -13,8 +13,9 @@
 //! and a repair has somewhere to go, but its answer does not count. A put acknowledged by W of
 //! the window and a get answered by Q of it share a peer whenever W + Q > R: the get sees the
 //! put or a newer write. The get is answered once Q of the window have answered and one of
-//! them holds a record, or once every live peer of the window has answered (then "not found"
-//! needs Q answers too).
+//! them holds a record, or, when none does, once every peer of the window and of the reach has
+//! answered or failed (then "not found" needs Q answers of the window too, and a record the
+//! reach holds — a newcomer displaced its holders before upkeep handed it over — is found).
 //!
 //! Peers near a key know their neighbourhood in full (their nearest buckets are never full), so
 //! the replicas' hints name the true replica set: when the local table already holds the nearest
@@ -263,10 +264,14 @@ impl Search {
         let (answered, found) = self.answered();
         let needed = self.needed();
         let room = self.asked < self.budget;
-        let open = self.window().any(|(_, s)| *s == Reach::Asked || (*s == Reach::Waiting && room));
-        if answered >= needed && (found > 0 || !open) {
+        let open = |s: &Reach| *s == Reach::Asked || (*s == Reach::Waiting && room);
+        let window_open = self.window().any(|(_, s)| open(s));
+        // "Not found" waits for the reach too: when peers of the window failed, the next ones
+        // may hold what a closer newcomer has not been handed yet (after churn).
+        let reach_open = self.reach().any(|(_, s)| open(s));
+        if answered >= needed && (found > 0 || !(window_open || reach_open)) {
             Verdict::Ready
-        } else if open {
+        } else if window_open || (answered >= needed && reach_open) {
             Verdict::Pending
         } else {
             Verdict::Impossible

@@ -149,7 +149,7 @@ pub(crate) struct EventLoop {
     /// Connections established since the start.
     connections_opened: u64,
     /// What the last upkeep round would offer each peer, for the digests a mismatch asks for.
-    upkeep_offers: HashMap<PeerId, Vec<(String, crate::clock::Hlc)>>,
+    upkeep: crate::core::Upkeep,
     /// Earliest time of the next save of the peers.
     next_peer_save: Instant,
     /// Versions for our writes.
@@ -225,7 +225,7 @@ impl EventLoop {
             next_upkeep: Instant::now() + upkeep_interval,
             stats: crate::command::Stats::default(),
             connections_opened: 0,
-            upkeep_offers: HashMap::new(),
+            upkeep: crate::core::Upkeep::default(),
             next_peer_save: Instant::now(),
             clock: Clock::new(),
             local_key,

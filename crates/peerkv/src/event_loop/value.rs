@@ -29,6 +29,10 @@ impl Holdings for Store {
     fn bytes(&self) -> usize {
         Store::bytes(self)
     }
+
+    fn for_each(&self, f: &mut dyn FnMut(&Record)) {
+        self.iter().for_each(f);
+    }
 }
 
 impl EventLoop {
@@ -123,17 +127,11 @@ impl EventLoop {
                 tracing::debug!(%peer, %key, ?response, "repair answered");
             }
             Some(Outbound::Summary) => match response {
-                Response::Mismatch { buckets } if !buckets.is_empty() => {
-                    self.send_digests_for(peer, &buckets)
-                }
-                Response::Mismatch { .. } => {
-                    self.upkeep_offers.remove(&peer);
-                }
+                Response::Mismatch { buckets } => self.on_mismatch(peer, &buckets),
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a summary"),
             },
             Some(Outbound::Digest) => match response {
-                Response::Missing { keys } if !keys.is_empty() => self.push_missing(peer, keys),
-                Response::Missing { .. } => {}
+                Response::Missing { keys } => self.on_missing(peer, keys),
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a digest"),
             },
             Some(Outbound::Op { op, kind }) => {
