@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{cluster, full_tables, local, shutdown, wait_for, within, WAIT};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
+use peerkv::command::Stats;
 use peerkv::placement;
 use peerkv::{Config, Hlc, Node, Record, Request, Response};
 
@@ -18,8 +19,9 @@ use peerkv::{Config, Hlc, Node, Record, Request, Response};
 /// of the machine's two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// With 10,000 records in a stable 10-peer overlay, an upkeep round sends digests and no
-/// record: nothing is missing anywhere. Prints the digest bytes of one idle round.
+/// With 10,000 records in a stable 10-peer overlay, where nothing is missing anywhere, an upkeep
+/// round sends summaries only: one to each peer it shares a key with, no full digest, no record.
+/// Prints the bytes of one idle round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_round_sends_digests_only() {
     let _serial = SERIAL.lock().await;
@@ -71,72 +73,97 @@ async fn an_idle_round_sends_digests_only() {
         .sum();
     assert_eq!(held, RECORDS * 5);
 
-    let before: Vec<_> = futures::future::join_all(nodes.iter().map(|n| n.stats()))
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    let mut summaries = 0;
-    let mut digests = 0;
-    let mut digest_bytes = 0;
-    let mut entries = 0;
+    let before = stats_of(&nodes).await;
     // Seeding 50,000 copies keeps a debug build busy for a while; a peer whose pings went
     // unanswered meanwhile may be out of a table for a moment. Every table whole first, then
-    // one summary per partner.
+    // one round on every peer: one summary to each partner.
     full_tables(&nodes).await;
     let expected: u64 = partners.values().map(|p| p.len() as u64).sum();
+    let mut summaries = 0;
+    let mut summary_bytes = 0;
     let mut views = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let info = within("info", node.info()).await.expect("info");
         let round = within("upkeep", node.upkeep()).await.expect("upkeep");
-        views.push((
-            info.routing_table,
-            info.kv_peers,
-            partners.get(&i).map_or(0, |p| p.len()),
-            round.summaries,
-        ));
+        let want = partners.get(&i).map_or(0, |p| p.len() as u64);
+        views.push((i, info.routing_table, info.kv_peers, want, round.summaries));
         summaries += round.summaries;
-        digests += round.digests;
-        digest_bytes += round.digest_bytes;
-        entries += round.entries;
+        summary_bytes += round.digest_bytes;
     }
-    // Every digest is answered; then no record may have moved.
-    let answered = wait_for(WAIT, || async {
-        let received: u64 = futures::future::join_all(nodes.iter().map(|n| n.stats()))
-            .await
-            .iter()
-            .zip(&before)
-            .map(|(s, b)| s.as_ref().map_or(0, |s| s.digests_received - b.digests_received))
-            .sum();
-        received >= summaries
+    assert!(
+        views.iter().all(|&(_, _, _, want, sent)| want == sent) && summaries == expected,
+        "one summary from every peer to each peer it shares a key with; (peer, table, value-protocol peers, partners, summaries): {views:?}"
+    );
+    // Wait until every message the rounds sent has been received: the summaries, and the
+    // digests a mismatch would have drawn (counted from the senders' stats, so that a round a
+    // routing table change started meanwhile is counted on both sides).
+    let received = wait_for(WAIT, || async {
+        let now = stats_of(&nodes).await;
+        let d = delta(&before, &now);
+        d.received >= d.summaries + d.digests
     })
     .await;
-    assert!(answered, "not every digest was received");
-    // Give a Missing answer time to come back and trigger pushes, were there any.
-    for node in &nodes {
-        within("info", node.info()).await.expect("info");
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after: Vec<_> = futures::future::join_all(nodes.iter().map(|n| n.stats()))
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    let pushed: u64 =
-        after.iter().zip(&before).map(|(a, b)| a.records_pushed - b.records_pushed).sum();
-    assert_eq!(pushed, 0, "a stable overlay pushed records in an upkeep round");
-    assert_eq!(
-        summaries, expected,
-        "one summary from every peer to each peer it shares a key with; (table, value-protocol peers, partners, summaries) per peer: {views:?}"
+    assert!(
+        received,
+        "the summaries sent were not all received: {:?}",
+        delta(&before, &stats_of(&nodes).await)
     );
-    let after_digests: u64 =
-        after.iter().zip(&before).map(|(a, b)| a.digests_sent - b.digests_sent).sum();
-    assert_eq!(after_digests, 0, "summaries matched everywhere, so no full digest should follow");
+    // A receiver counts a summary as it answers it; a sender sends digests only once that
+    // answer (a mismatch) is back, so the senders' counters are not final yet. Each sender now
+    // asks each partner two Fetches, one after the other: the answer to a request that took the
+    // connection the summary took comes back behind the summary's answer, and libp2p spreads
+    // requests to a peer over its connections in turn (a pair here seldom holds more than
+    // two). Once all are back, every sender has handled the answers to its summaries.
+    for (&i, others) in &partners {
+        for &o in others {
+            for _ in 0..2 {
+                let fetch = Request::Fetch { key: "after-the-summaries".into(), near: 0 };
+                within("fetch", nodes[i].send_request(ids[o], fetch)).await.expect("fetch");
+            }
+        }
+    }
+    let d = delta(&before, &stats_of(&nodes).await);
+    assert_eq!(d.digests, 0, "summaries matched everywhere, so no digest should follow: {d:?}");
+    assert_eq!(d.pushed, 0, "a stable overlay pushed records in an upkeep round: {d:?}");
+    assert_eq!(d.received, d.summaries, "every message received was a summary sent: {d:?}");
     println!(
-        "idle upkeep round over {RECORDS} records on 10 peers (R = 5): {summaries} summaries, {digests} digests ({entries} entries), {digest_bytes} bytes in all ({:.2} bytes per record), 0 records sent",
-        digest_bytes as f64 / RECORDS as f64
+        "idle upkeep round over {RECORDS} records on 10 peers (R = 5): {summaries} summaries, 0 digests, {summary_bytes} bytes in all ({:.2} bytes per record), 0 records sent",
+        summary_bytes as f64 / RECORDS as f64
     );
     shutdown(&nodes).await;
+}
+
+/// The stats of every node, in order.
+async fn stats_of(nodes: &[Node]) -> Vec<Stats> {
+    futures::future::join_all(nodes.iter().map(|n| within("stats", n.stats())))
+        .await
+        .into_iter()
+        .map(|s| s.expect("stats"))
+        .collect()
+}
+
+/// What all nodes together sent and received between two snapshots of their stats.
+#[derive(Debug, Default)]
+struct Traffic {
+    /// Summary messages sent.
+    summaries: u64,
+    /// Digest messages sent.
+    digests: u64,
+    /// Summary and digest messages received.
+    received: u64,
+    /// Records pushed to a replica that lacked them.
+    pushed: u64,
+}
+
+fn delta(before: &[Stats], after: &[Stats]) -> Traffic {
+    let mut t = Traffic::default();
+    for (b, a) in before.iter().zip(after) {
+        t.summaries += a.summaries_sent - b.summaries_sent;
+        t.digests += a.digests_sent - b.digests_sent;
+        t.received += a.digests_received - b.digests_received;
+        t.pushed += a.records_pushed - b.records_pushed;
+    }
+    t
 }
 
 /// Expired records and old tombstones are removed everywhere; an expired value is not served.
