@@ -23,6 +23,37 @@ pub fn rank(key: &str, peers: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
     ranked.into_iter().map(|(_, p)| p).collect()
 }
 
+/// A set of candidates ranked again and again for different keys (upkeep ranks every record
+/// held): each peer's Kademlia key is hashed once, not once per record.
+#[derive(Debug, Clone)]
+pub struct Ranker {
+    keys: Vec<KBucketKey<PeerId>>,
+}
+
+impl Ranker {
+    /// The ranker of `peers` (duplicates dropped).
+    pub fn new(peers: impl IntoIterator<Item = PeerId>) -> Self {
+        let mut seen = HashSet::new();
+        Self { keys: peers.into_iter().filter(|p| seen.insert(*p)).map(KBucketKey::from).collect() }
+    }
+
+    /// The `n` candidates nearest to `key`, nearest first: the same as `rank(key, …)[..n]`.
+    pub fn nearest(&self, key: &str, n: usize) -> Vec<PeerId> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let target = KBucketKey::new(key.as_bytes().to_vec());
+        let mut ranked: Vec<(libp2p::kad::KBucketDistance, PeerId)> =
+            self.keys.iter().map(|k| (target.distance(k), *k.preimage())).collect();
+        if ranked.len() > n {
+            ranked.select_nth_unstable(n - 1);
+            ranked.truncate(n);
+        }
+        ranked.sort_unstable();
+        ranked.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
 /// log2 of the distance between `key` and `peer` (0–255; `None` only when they coincide).
 pub fn distance_log2(key: &str, peer: &PeerId) -> Option<u32> {
     KBucketKey::new(key.as_bytes().to_vec()).distance(&KBucketKey::from(*peer)).ilog2()
@@ -111,6 +142,16 @@ mod tests {
                 target.distance(&KBucketKey::from(w[0]))
                     <= target.distance(&KBucketKey::from(w[1]))
             );
+        }
+    }
+
+    #[test]
+    fn a_ranker_ranks_as_rank_does() {
+        let all = peers(30);
+        let ranker = Ranker::new(all.iter().copied().chain(all.iter().copied()));
+        for key in ["a", "b", "some/longer/key"] {
+            assert_eq!(ranker.nearest(key, 5), rank(key, all.clone())[..5].to_vec());
+            assert_eq!(ranker.nearest(key, 100), rank(key, all.clone()));
         }
     }
 

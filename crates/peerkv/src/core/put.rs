@@ -54,6 +54,9 @@ pub struct PutOp {
     existed: bool,
     /// Whether the caller has its answer.
     replied: bool,
+    /// The search's window and hops once it settled (measures for the simulator).
+    window: Vec<PeerId>,
+    hops: u8,
     started: Duration,
     deadline: Duration,
     config: OpConfig,
@@ -110,6 +113,8 @@ impl PutOp {
             superseded_by: None,
             existed: false,
             replied: false,
+            window: Vec::new(),
+            hops: 0,
             started: now.mono,
             deadline: now.mono + config.timeout,
             config,
@@ -121,6 +126,16 @@ impl PutOp {
     /// The record this put writes (signed again if the search saw a newer version).
     pub fn record(&self) -> &Record {
         &self.record
+    }
+
+    /// The R nearest candidates the search settled on (empty while it runs).
+    pub fn window(&self) -> &[PeerId] {
+        &self.window
+    }
+
+    /// Round trips on the search's longest path to an answer that counted.
+    pub fn hops(&self) -> u8 {
+        self.hops
     }
 
     /// When the op fails with `Timeout` if it has not answered.
@@ -226,6 +241,8 @@ impl PutOp {
         let Phase::Searching(search) = std::mem::replace(&mut self.phase, Phase::Done) else {
             return Vec::new();
         };
+        self.window = search.window_peers();
+        self.hops = search.hops();
         let newest = search.newest();
         self.existed = newest.as_ref().is_some_and(|r| !r.is_tombstone());
         if let Some(newest) = newest {

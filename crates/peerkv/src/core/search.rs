@@ -141,6 +141,11 @@ impl Search {
             .take(self.replication)
     }
 
+    /// The window's peers, nearest first (for measures: how well a search found the replicas).
+    pub fn window_peers(&self) -> Vec<PeerId> {
+        self.window().map(|(p, _)| *p).collect()
+    }
+
     /// Whether `peer` is among the R nearest candidates known (its answer counts).
     pub fn in_window(&self, peer: &PeerId) -> bool {
         self.window().any(|(p, _)| p == peer)

@@ -21,7 +21,7 @@ use libp2p::PeerId;
 use super::replica::Holdings;
 use super::Now;
 use crate::clock::Hlc;
-use crate::placement;
+use crate::placement::{self, Ranker};
 use crate::protocol::{Request, Response};
 
 /// Buckets a summary splits the keys into.
@@ -126,16 +126,14 @@ impl Upkeep {
         actions.extend(doomed.iter().cloned().map(UpkeepAction::Remove));
         self.offers.clear();
         if !peers.is_empty() {
-            let candidates: Vec<PeerId> =
-                peers.iter().copied().chain(std::iter::once(local)).collect();
+            let ranker = Ranker::new(peers.iter().copied().chain(std::iter::once(local)));
             let mut offers: HashMap<PeerId, Vec<(String, Hlc)>> = HashMap::new();
             holdings.for_each(&mut |r| {
                 if doomed.contains(&r.key) {
                     return;
                 }
-                let plan =
-                    placement::plan(&r.key, candidates.iter().copied(), config.replication, None);
-                for peer in plan.replicas.into_iter().filter(|p| *p != local) {
+                let replicas = ranker.nearest(&r.key, config.replication);
+                for peer in replicas.into_iter().filter(|p| *p != local) {
                     offers.entry(peer).or_default().push((r.key.clone(), r.version));
                 }
             });
@@ -221,14 +219,13 @@ pub fn answer_summary(
     replication: usize,
     now: Now,
 ) -> Response {
-    let candidates: Vec<PeerId> = peers.iter().copied().chain(std::iter::once(local)).collect();
+    let ranker = Ranker::new(peers.iter().copied().chain(std::iter::once(local)));
     let mut entries: Vec<(String, Hlc)> = Vec::new();
     holdings.for_each(&mut |r| {
         if r.is_expired(now.wall_ms) {
             return;
         }
-        let plan = placement::plan(&r.key, candidates.iter().copied(), replication, None);
-        if plan.replicas.contains(&peer) {
+        if ranker.nearest(&r.key, replication).contains(&peer) {
             entries.push((r.key.clone(), r.version));
         }
     });
