@@ -89,6 +89,12 @@ pub enum Response {
         /// first (as many as the fetch asked for).
         #[serde(default)]
         near: Vec<(PeerId, Vec<Multiaddr>)>,
+        /// Peers near the key this replica believes down (a request to them failed
+        /// recently): a search counts them as failed replicas instead of forgetting them, so
+        /// the two sides of a partition do not each form a quorum of their own. Empty when
+        /// none (and left out on the wire).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        down: Vec<PeerId>,
     },
     /// The keys of a [`Request::Digest`] this replica lacks or holds older.
     Missing {
@@ -278,10 +284,15 @@ mod tests {
         }
         for res in [
             Response::Stored { version: Hlc::new(1, 2) },
-            Response::Found { record: Some(sample_record(Some(vec![0xff, 0]))), near: vec![] },
+            Response::Found {
+                record: Some(sample_record(Some(vec![0xff, 0]))),
+                near: vec![],
+                down: vec![],
+            },
             Response::Found {
                 record: None,
                 near: vec![(PeerId::random(), vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()])],
+                down: vec![PeerId::random()],
             },
             Response::Rejected { reason: "no".into() },
             Response::Missing { keys: vec!["a".into()] },
@@ -352,7 +363,7 @@ mod tests {
             decode(&encode(&OldRequest::Fetch { key: "k".into() }).unwrap()).unwrap();
         assert_eq!(req, Request::Fetch { key: "k".into(), near: 0 });
         let res: Response = decode(&encode(&OldResponse::Found { record: None }).unwrap()).unwrap();
-        assert_eq!(res, Response::Found { record: None, near: vec![] });
+        assert_eq!(res, Response::Found { record: None, near: vec![], down: vec![] });
     }
 
     proptest! {

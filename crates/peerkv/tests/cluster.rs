@@ -305,7 +305,7 @@ async fn forged_records_are_rejected_and_change_nothing() {
     )
     .await
     .expect("fetch");
-    assert_eq!(held, Response::Found { record: Some(genuine), near: vec![] });
+    assert_eq!(held, Response::Found { record: Some(genuine), near: vec![], down: vec![] });
     let keys = nodes[1].keys().await.expect("keys");
     assert_eq!(keys.len(), 1, "{keys:?}");
     // And the local API refuses to write another peer's key before sending anything.
@@ -341,7 +341,7 @@ async fn a_fetch_answer_names_the_replicas() {
     )
     .await
     .expect("fetch");
-    let Response::Found { record: None, near } = answer else {
+    let Response::Found { record: None, near, .. } = answer else {
         panic!("a non-replica holds the record: {answer:?}")
     };
     let named: std::collections::BTreeSet<_> = near.iter().map(|(p, _)| *p).collect();

@@ -22,7 +22,7 @@ use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use peerkv::clock::Clock;
 use peerkv::core::replica::{self, Holdings, Limits};
-use peerkv::core::{Action, Env, GetOp, Input, Kind, Now, OpConfig, Outcome, PutOp};
+use peerkv::core::{Action, Env, GetOp, Input, Kind, Now, OpConfig, Outcome, PutOp, View};
 use peerkv::protocol::{Request, Response};
 use peerkv::{placement, Hlc, Record};
 use proptest::prelude::*;
@@ -114,7 +114,10 @@ impl World {
         let mut near = |key: &str, n: usize| {
             let mut ranked = placement::rank(key, others.iter().copied());
             ranked.truncate(n.min(r));
-            ranked.into_iter().map(|p| (p, Vec::new())).collect()
+            replica::Near {
+                peers: ranked.into_iter().map(|p| (p, Vec::new())).collect(),
+                down: Vec::new(),
+            }
         };
         let store = self.stores.get(&peer).cloned().unwrap_or_default();
         let served = replica::serve(request, peer != self.ids[0], &store, &mut near, limits(), now);
@@ -252,7 +255,11 @@ fn run(world: &mut World, mut op: Op, first: Vec<Action>, schedule: &[Step], r: 
                 let response = if i % 3 == 0 {
                     Response::Stored { version: Hlc::new(BASE_MS + 90_000, 0) }
                 } else {
-                    Response::Found { record: Some(rec), near: vec![(peer, Vec::new())] }
+                    Response::Found {
+                        record: Some(rec),
+                        near: vec![(peer, Vec::new())],
+                        down: Vec::new(),
+                    }
                 };
                 let kind = if i % 3 == 0 { Kind::Store } else { Kind::Fetch };
                 let actions = feed(world, &mut op, Input::Answer { peer, kind, response });
@@ -295,7 +302,8 @@ fn start_get(world: &mut World, cfg: OpConfig, nearest: Vec<PeerId>) -> (GetOp, 
     let known = world.ids.len() - 1;
     let mut env =
         Env { now, local, clock: &mut world.clock, keypair: &key, known, not_kv: &not_kv };
-    GetOp::start(KEY.into(), nearest, true, cfg, &mut env).expect("a get starts")
+    let view = View { nearest, suspects: Vec::new(), connected: true };
+    GetOp::start(KEY.into(), view, cfg, &mut env).expect("a get starts")
 }
 
 fn start_put(world: &mut World, cfg: OpConfig, nearest: Vec<PeerId>) -> (PutOp, Vec<Action>) {
@@ -306,7 +314,8 @@ fn start_put(world: &mut World, cfg: OpConfig, nearest: Vec<PeerId>) -> (PutOp, 
     let mut env =
         Env { now, local, clock: &mut world.clock, keypair: &key, known, not_kv: &not_kv };
     let value = Some(b"new value".to_vec());
-    PutOp::start(KEY.into(), value, None, nearest, true, cfg, &mut env).expect("a put starts")
+    let view = View { nearest, suspects: Vec::new(), connected: true };
+    PutOp::start(KEY.into(), value, None, view, cfg, &mut env).expect("a put starts")
 }
 
 fn the_get_reply(trace: &Trace) -> Option<&peerkv::Result<peerkv::GetReport>> {

@@ -91,9 +91,11 @@ async fn run_flaky(mut swarm: Swarm<Flaky>) {
                     continue;
                 }
                 match request {
-                    Request::Fetch { key, .. } => {
-                        Response::Found { record: held.get(&key).cloned(), near: Vec::new() }
-                    }
+                    Request::Fetch { key, .. } => Response::Found {
+                        record: held.get(&key).cloned(),
+                        near: Vec::new(),
+                        down: Vec::new(),
+                    },
                     Request::Store { record } => {
                         let version = record.version;
                         held.insert(record.key.clone(), record);

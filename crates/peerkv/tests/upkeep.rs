@@ -203,8 +203,9 @@ async fn expired_records_and_old_tombstones_are_removed() {
     shutdown(&nodes).await;
 }
 
-/// 20 peers, R = 5; writes go on while peers leave and new ones join, one at a time, until half
-/// of the original peers are gone. Every acknowledged key is still readable, and every key is
+/// 20 peers, R = 5; writes go on while peers leave and new ones join, one at a time (each
+/// departure once upkeep has restored a second copy of every key), until half of the original
+/// peers are gone. Every acknowledged key is still readable, and every key is
 /// again on its R closest live peers within a bounded time after the churn stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_loses_nothing_acknowledged() {
@@ -244,6 +245,26 @@ async fn churn_loses_nothing_acknowledged() {
             nodes.iter().position(|nd| original.contains(&nd.peer_id())).expect("an original peer");
         let gone = nodes.remove(leaving);
         within("shutdown", gone.shutdown()).await.expect("shutdown");
+        // Departures are paced by upkeep, as R copies are meant to be: before the next peer
+        // leaves, every acknowledged key has at least two live holders again. (Without a pause,
+        // all five holders of a key can leave within the 2 s upkeep needs to notice the first:
+        // then no copy is left anywhere — a burst of departures beyond R − 1, not churn that
+        // upkeep can follow.)
+        for node in &nodes {
+            let _ = within("upkeep", node.upkeep()).await;
+        }
+        let keys: Vec<String> = acked.keys().cloned().collect();
+        let copied = wait_for(WAIT, || async {
+            let mut count: BTreeMap<String, usize> = BTreeMap::new();
+            for node in &nodes {
+                for k in node.keys().await.unwrap_or_default() {
+                    *count.entry(k.key).or_default() += 1;
+                }
+            }
+            keys.iter().all(|k| count.get(k).copied().unwrap_or(0) >= 2)
+        })
+        .await;
+        assert!(copied, "upkeep did not restore a second copy of every key after a peer left");
         let (ok, failed) = write(nodes.clone(), 10, n).await;
         n += 10;
         acked.extend(ok);

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use libp2p::PeerId;
-
 use super::put::learn;
-use super::{observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Verdict};
+use super::{
+    observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Verdict, View,
+};
 use crate::command::GetReport;
 use crate::error::Error;
 use crate::protocol::{Request, Response};
@@ -34,15 +34,13 @@ pub struct GetOp {
 }
 
 impl GetOp {
-    /// Starts a get of `key`. `nearest` are the routing view's value-protocol peers nearest to
-    /// the key (2R of them is plenty); `connected` says whether any connection is open.
+    /// Starts a get of `key`. `view` is what the routing view knows of the key.
     ///
     /// # Errors
     /// A get refused before anything is sent: a bad key, or no peers at all.
     pub fn start(
         key: String,
-        nearest: Vec<PeerId>,
-        connected: bool,
+        view: View,
         config: OpConfig,
         env: &mut Env<'_>,
     ) -> Result<(Self, Vec<Action>), Error> {
@@ -52,7 +50,7 @@ impl GetOp {
         if key.len() > MAX_KEY_LEN {
             return Err(Error::BadKey(crate::record::RecordError::KeyTooLong { len: key.len() }));
         }
-        if env.known == 0 && !connected && nearest.is_empty() {
+        if env.known == 0 && !view.connected && view.nearest.is_empty() {
             return Err(Error::NoPeers {
                 known: 0,
                 mdns: config.mdns,
@@ -61,10 +59,16 @@ impl GetOp {
         }
         let mut search =
             Search::new(&key, config.replication, config.read_quorum, config.search_budget);
+        search.allow_widening();
         search.offer(env.local, 0);
-        for peer in nearest {
+        for peer in view.nearest {
             if peer != env.local {
                 search.offer(peer, 1);
+            }
+        }
+        for peer in view.suspects {
+            if peer != env.local {
+                search.suspect(peer);
             }
         }
         let mut op = GetOp {
@@ -133,7 +137,7 @@ impl GetOp {
                 }
                 let mut actions = Vec::new();
                 match response {
-                    Response::Found { record, near } => {
+                    Response::Found { record, near, down } => {
                         let max = self.config.max_value_size;
                         let search = &self.search;
                         match vet(&self.key, record, max, env.now, |r| search.holds(r)) {
@@ -142,7 +146,7 @@ impl GetOp {
                                     observe(env.clock, env.now, r.version);
                                 }
                                 self.search.answer(peer, held);
-                                learn(&mut self.search, peer, near, env, &mut actions);
+                                learn(&mut self.search, peer, near, down, env, &mut actions);
                             }
                             Err(reason) => self.search.fail(peer, reason),
                         }

@@ -180,6 +180,19 @@ impl OpConfig {
     }
 }
 
+/// What the routing view knows of a key when an operation starts.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// The value-protocol peers nearest to the key (2R of them is plenty).
+    pub nearest: Vec<PeerId>,
+    /// Peers believed down (requests to them failed recently): they still count against the
+    /// quorum, as failed ([`Search::suspect`]).
+    pub suspects: Vec<PeerId>,
+    /// Whether any connection is open (a peer with neither table entries nor connections is
+    /// alone).
+    pub connected: bool,
+}
+
 /// What an operation may use besides its own state, lent by the driver for one call.
 pub struct Env<'a> {
     /// The time.

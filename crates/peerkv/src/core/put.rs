@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
-use super::{observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Tally};
+use super::{observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Tally, View};
 use crate::clock::Hlc;
 use crate::command::PutReport;
 use crate::error::Error;
@@ -64,8 +64,7 @@ pub struct PutOp {
 
 impl PutOp {
     /// Starts a put of `value` (`None`: a delete) under `key`, with an optional time to live.
-    /// `nearest` are the routing view's value-protocol peers nearest to the key (2R of them is
-    /// plenty); `connected` says whether any connection is open (a peer with neither is alone).
+    /// `view` is what the routing view knows of the key.
     ///
     /// Returns the op and its first actions.
     ///
@@ -76,8 +75,7 @@ impl PutOp {
         key: String,
         value: Option<Vec<u8>>,
         ttl: Option<Duration>,
-        nearest: Vec<PeerId>,
-        connected: bool,
+        view: View,
         config: OpConfig,
         env: &mut Env<'_>,
     ) -> Result<(Self, Vec<Action>), Error> {
@@ -87,7 +85,7 @@ impl PutOp {
         if size > config.max_value_size {
             return Err(Error::ValueTooLarge { size, limit: config.max_value_size });
         }
-        if env.known == 0 && !connected && nearest.is_empty() {
+        if env.known == 0 && !view.connected && view.nearest.is_empty() {
             return Err(Error::NoPeers {
                 known: 0,
                 mdns: config.mdns,
@@ -102,9 +100,14 @@ impl PutOp {
         let mut search =
             Search::new(&key, config.replication, config.write_quorum, config.search_budget);
         search.offer(env.local, 0);
-        for peer in nearest {
+        for peer in view.nearest {
             if peer != env.local {
                 search.offer(peer, 1);
+            }
+        }
+        for peer in view.suspects {
+            if peer != env.local {
+                search.suspect(peer);
             }
         }
         let mut op = PutOp {
@@ -164,7 +167,7 @@ impl PutOp {
                 }
                 let mut actions = Vec::new();
                 match response {
-                    Response::Found { record, near } => {
+                    Response::Found { record, near, down } => {
                         let key = &self.record.key;
                         let max = self.config.max_value_size;
                         match vet(key, record, max, env.now, |r| search.holds(r)) {
@@ -173,7 +176,7 @@ impl PutOp {
                                     observe(env.clock, env.now, r.version);
                                 }
                                 search.answer(peer, held);
-                                learn(search, peer, near, env, &mut actions);
+                                learn(search, peer, near, down, env, &mut actions);
                             }
                             Err(reason) => search.fail(peer, reason),
                         }
@@ -405,14 +408,21 @@ impl PutOp {
 }
 
 /// Adds the peers a Fetch answer named to `search` (one round trip deeper than `from`), and
-/// asks the driver to learn the addresses of the new ones.
+/// asks the driver to learn the addresses of the new ones; peers it says are down and that
+/// the search did not know join as failed ([`Search::suspect`]).
 pub(super) fn learn(
     search: &mut Search,
     from: PeerId,
     near: Vec<(PeerId, Vec<libp2p::Multiaddr>)>,
+    down: Vec<PeerId>,
     env: &Env<'_>,
     actions: &mut Vec<Action>,
 ) {
+    for peer in down.into_iter().take(MAX_NEAR) {
+        if peer != env.local && !(env.not_kv)(&peer) {
+            search.suspect(peer);
+        }
+    }
     let depth = search.depth(&from).saturating_add(1);
     for (peer, addrs) in near.into_iter().take(MAX_NEAR) {
         if peer != env.local && !(env.not_kv)(&peer) && search.offer(peer, depth) {

@@ -85,9 +85,18 @@ impl Served {
     }
 }
 
-/// The peers nearest to a key that a Fetch answer names, with their addresses: the routing
-/// view's, lent by the driver.
-pub type NearFn<'a> = &'a mut dyn FnMut(&str, usize) -> Vec<(PeerId, Vec<Multiaddr>)>;
+/// What a Fetch answer says of a key's neighbourhood.
+#[derive(Debug, Clone, Default)]
+pub struct Near {
+    /// The peers nearest to the key, with their addresses, nearest first.
+    pub peers: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Peers near the key believed down.
+    pub down: Vec<PeerId>,
+}
+
+/// The neighbourhood of a key (at most `n` peers of each kind), from the routing view and the
+/// suspects: lent by the driver.
+pub type NearFn<'a> = &'a mut dyn FnMut(&str, usize) -> Near;
 
 /// Answers `request` from `holdings`. `remote` is false when this peer asks itself (then a
 /// Fetch names no peers). A `Summary` needs the upkeep's view of who should hold what; the
@@ -133,10 +142,10 @@ pub fn serve(
             let near = if remote {
                 near(&key, usize::from(wanted).min(crate::protocol::MAX_NEAR))
             } else {
-                Vec::new()
+                Near::default()
             };
             let record = holdings.get(&key).filter(|r| !r.is_expired(now.wall_ms)).cloned();
-            Served::answer(Response::Found { record, near })
+            Served::answer(Response::Found { record, near: near.peers, down: near.down })
         }
         Request::Digest { entries } => {
             let keys = entries

@@ -16,6 +16,8 @@
 //! them holds a record, or, when none does, once every peer of the window and of the reach has
 //! answered or failed (then "not found" needs Q answers of the window too, and a record the
 //! reach holds — a newcomer displaced its holders before upkeep handed it over — is found).
+//! Before a get concludes "not found", its reach doubles to the 2R nearest live candidates:
+//! after a burst of churn, holders can sit beyond the first R.
 //!
 //! Peers near a key know their neighbourhood in full (their nearest buckets are never full), so
 //! the replicas' hints name the true replica set: when the local table already holds the nearest
@@ -72,6 +74,11 @@ pub struct Search {
     /// Requests sent so far, and the most this search may send.
     asked: usize,
     budget: usize,
+    /// Set once the window's answers say "not found": the reach doubles (2R) before a get
+    /// concludes it, so holders a burst of newcomers displaced are still asked.
+    widened: bool,
+    /// Whether it may widen (a get's search; a put's would only send more requests).
+    may_widen: bool,
     /// Why some peers failed (first few).
     pub failures: Vec<String>,
 }
@@ -90,6 +97,8 @@ impl Search {
             depth: HashMap::new(),
             asked: 0,
             budget,
+            widened: false,
+            may_widen: false,
             failures: Vec::new(),
         }
     }
@@ -103,6 +112,25 @@ impl Search {
         self.ranked.insert(self.target.distance(&KBucketKey::from(peer)), peer);
         self.state.insert(peer, Reach::Waiting);
         self.depth.insert(peer, depth);
+        true
+    }
+
+    /// Lets the search widen its reach to 2R before it concludes "not found" (a get's).
+    pub fn allow_widening(&mut self) {
+        self.may_widen = true;
+    }
+
+    /// Adds a candidate that is believed down (a request to it failed recently): it takes its
+    /// place in the window as failed and is never asked, so a quorum still counts it — a
+    /// replica cut off by a partition may hold the newest write, and forgetting it would let
+    /// each side of the cut read and write alone. `false` when it was known already.
+    pub fn suspect(&mut self, peer: PeerId) -> bool {
+        if self.state.contains_key(&peer) {
+            return false;
+        }
+        self.ranked.insert(self.target.distance(&KBucketKey::from(peer)), peer);
+        self.state.insert(peer, Reach::Failed);
+        self.depth.insert(peer, 1);
         true
     }
 
@@ -134,11 +162,12 @@ impl Search {
     /// The reach: the R nearest candidates that have not failed, nearest first — who is asked,
     /// written to and repaired.
     fn reach(&self) -> impl Iterator<Item = (&PeerId, &Reach)> {
+        let width = if self.widened { 2 * self.replication } else { self.replication };
         self.ranked
             .values()
             .filter_map(|p| self.state.get(p).map(|s| (p, s)))
             .filter(|(_, s)| **s != Reach::Failed)
-            .take(self.replication)
+            .take(width)
     }
 
     /// The window's peers, nearest first (for measures: how well a search found the replicas).
@@ -153,6 +182,15 @@ impl Search {
 
     /// The peers to ask now (the nearest not asked yet, within the budget), marked as asked.
     pub fn next_to_ask(&mut self) -> Vec<PeerId> {
+        if self.may_widen && !self.widened {
+            let (answered, found) = self.answered();
+            let room = self.asked < self.budget;
+            let open = |s: &Reach| *s == Reach::Asked || (*s == Reach::Waiting && room);
+            let quiet = !self.window().any(|(_, s)| open(s)) && !self.reach().any(|(_, s)| open(s));
+            if answered >= self.needed() && found == 0 && quiet {
+                self.widened = true;
+            }
+        }
         let waiting: Vec<PeerId> =
             self.reach().filter(|(_, s)| **s == Reach::Waiting).map(|(p, _)| *p).collect();
         let room = self.budget.saturating_sub(self.asked);

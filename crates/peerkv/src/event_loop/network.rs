@@ -8,7 +8,7 @@ use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
 use super::command::split_p2p;
 use super::{
     DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, KEEP_CONNECTED_MIN_IDLE,
-    MAX_REJOIN_DIALS,
+    MAX_REJOIN_DIALS, SUSPECT_DIALS,
 };
 use crate::behaviour::BehaviourEvent;
 use crate::command::{ClosestPeer, ClosestReport};
@@ -50,6 +50,8 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.connections_opened += 1;
+                // It is up: no longer counted as down in quorums.
+                self.suspects.remove(&peer_id);
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     match dial.purpose {
                         DialPurpose::Dial(reply) => {
@@ -83,7 +85,13 @@ impl EventLoop {
                         // Kademlia keeps a peer's last address even when it fails; a peer that
                         // cannot be reached leaves the table (it comes back through mDNS, the
                         // rejoin timer, or when it connects to us).
-                        if self.swarm.behaviour_mut().kad.remove_peer(&peer).is_some() {
+                        if let Some(entry) = self.swarm.behaviour_mut().kad.remove_peer(&peer) {
+                            // Refused: its host answered that nothing listens, the process is
+                            // gone and writes nothing meanwhile; it is forgotten. Anything
+                            // else (no answer at all) may be a partition: it stays a suspect.
+                            if !refused(&error) {
+                                self.suspect(peer, entry.node.value.into_vec());
+                            }
                             tracing::info!(%peer, "unreachable: dropped from the routing table");
                             self.upkeep_soon();
                         }
@@ -261,7 +269,9 @@ impl EventLoop {
             Err(e) => {
                 tracing::info!(peer = %event.peer, "ping failed ({e}): dropping the peer");
                 self.swarm.close_connection(event.connection);
-                self.swarm.behaviour_mut().kad.remove_peer(&event.peer);
+                if let Some(entry) = self.swarm.behaviour_mut().kad.remove_peer(&event.peer) {
+                    self.suspect(event.peer, entry.node.value.into_vec());
+                }
                 // Its keys are one replica short: restore R copies.
                 self.upkeep_soon();
             }
@@ -345,6 +355,18 @@ impl EventLoop {
                 }
             }
         }
+        // Peers believed down, the longest untried first: one that answers is no longer
+        // counted as failed in quorums (after a partition heals, or a crash).
+        let mut suspects: Vec<(PeerId, std::time::Instant)> =
+            self.suspects.iter().map(|(p, s)| (*p, s.tried)).collect();
+        suspects.sort_by_key(|(_, tried)| *tried);
+        let now = std::time::Instant::now();
+        for (peer, _) in suspects.into_iter().take(SUSPECT_DIALS) {
+            if let Some(s) = self.suspects.get_mut(&peer) {
+                s.tried = now;
+                candidates.push((peer, s.addrs.clone()));
+            }
+        }
         if routed.is_empty() {
             for addr in &self.config.bootstrap {
                 if let (transport, Some(peer)) = super::command::split_p2p(addr) {
@@ -378,5 +400,58 @@ impl EventLoop {
                 dials += 1;
             }
         }
+    }
+}
+
+/// Whether a dial failed because the remote host refused the connection (an RST: the host is
+/// up and nothing listens there), as opposed to no answer at all.
+fn refused(error: &DialError) -> bool {
+    let DialError::Transport(attempts) = error else { return false };
+    // The structural walk finds the io::Error where the wrappers expose it; some of libp2p's
+    // upgrade wrappers only show it in their text, so the text is read as well.
+    !attempts.is_empty()
+        && attempts
+            .iter()
+            .all(|(_, e)| is_refusal(e) || crate::error::chain(e).contains("onnection refused"))
+}
+
+/// Looks through an error and what it wraps for an `io::Error` of kind `ConnectionRefused`.
+/// (The transport stack wraps errors in `io::Error`s whose `source()` skips the wrapped error
+/// itself, so `get_ref` is followed too.)
+fn is_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::ConnectionRefused {
+            return true;
+        }
+        if let Some(inner) = io.get_ref() {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            if is_refusal(inner) {
+                return true;
+            }
+        }
+    }
+    err.source().is_some_and(is_refusal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::core::transport::TransportError;
+
+    fn dial_error(kind: std::io::ErrorKind) -> DialError {
+        let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        DialError::Transport(vec![(addr, TransportError::Other(std::io::Error::from(kind)))])
+    }
+
+    #[test]
+    fn only_a_refusal_says_the_process_is_gone() {
+        assert!(refused(&dial_error(std::io::ErrorKind::ConnectionRefused)));
+        assert!(!refused(&dial_error(std::io::ErrorKind::TimedOut)));
+        assert!(!refused(&DialError::NoAddresses));
+        // As the transport stack hands it over: wrapped in another io::Error.
+        let wrapped =
+            std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        assert!(refused(&DialError::Transport(vec![(addr, TransportError::Other(wrapped))])));
     }
 }

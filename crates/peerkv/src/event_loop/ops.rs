@@ -17,7 +17,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Clock};
 use crate::command::{GetReport, PutReport, Reply};
-use crate::core::{Action, Env, GetOp, Input, Kind, Now, Outcome, PutOp};
+use crate::core::{Action, Env, GetOp, Input, Kind, Now, Outcome, PutOp, View};
 use crate::error::Error;
 use crate::protocol::{Request, MAX_NEAR_ADDRS};
 
@@ -158,12 +158,13 @@ impl EventLoop {
             return;
         }
         let nearest = self.nearest_peers(&key, 2 * self.config.replication);
+        let suspects = self.suspects_near(&key, self.config.replication);
         let connected = self.swarm.connected_peers().next().is_some();
         let known = self.routing_table_len();
         let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
         let started =
             with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                PutOp::start(key, value, ttl, nearest, connected, config, env)
+                PutOp::start(key, value, ttl, View { nearest, suspects, connected }, config, env)
             });
         match started {
             Ok((op, actions)) => {
@@ -184,12 +185,13 @@ impl EventLoop {
             return;
         }
         let nearest = self.nearest_peers(&key, 2 * self.config.replication);
+        let suspects = self.suspects_near(&key, self.config.replication);
         let connected = self.swarm.connected_peers().next().is_some();
         let known = self.routing_table_len();
         let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
         let started =
             with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                GetOp::start(key, nearest, connected, config, env)
+                GetOp::start(key, View { nearest, suspects, connected }, config, env)
             });
         match started {
             Ok((op, actions)) => {

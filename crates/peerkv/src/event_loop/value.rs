@@ -95,7 +95,15 @@ impl EventLoop {
         let now = self.now();
         let kad = &mut self.swarm.behaviour_mut().kad;
         let kv_support = &self.kv_support;
-        let mut near = |key: &str, n: usize| nearest_known(kad, kv_support, key, n);
+        let suspects = &self.suspects;
+        let mut near = |key: &str, n: usize| replica::Near {
+            peers: nearest_known(kad, kv_support, key, n),
+            down: if suspects.is_empty() {
+                Vec::new()
+            } else {
+                crate::placement::Ranker::new(suspects.keys().copied()).nearest(key, n)
+            },
+        };
         let mut served = replica::serve(request, remote, &self.store, &mut near, self.limits, now);
         for record in std::mem::take(&mut served.writes) {
             let key = record.key.clone();
