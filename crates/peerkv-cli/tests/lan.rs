@@ -426,16 +426,15 @@ async fn a_healed_partition_converges_on_the_greater_version() {
     // Every host reads the same value: the acknowledged write, or side B's when side B wrote
     // later and failed on side A's behalf only partly (a failed put is not undone: the replicas
     // that took it keep it, and its version is the greater one).
-    for k in 0..KEYS {
+    for (k, acked) in acked.iter().enumerate() {
         let mut seen = HashSet::new();
         for (i, peer) in peers.iter_mut().enumerate() {
             let got = peer.ask_json(&format!("get split-{k}")).await;
             let value = got["value"].as_str().unwrap_or("").to_owned();
             assert!(
-                Some(value.as_str()) == acked[k] || value == "from-side-b",
-                "host {}, split-{k}: acknowledged {:?}, read {got}",
-                i + 1,
-                acked[k]
+                Some(value.as_str()) == *acked || value == "from-side-b",
+                "host {}, split-{k}: acknowledged {acked:?}, read {got}",
+                i + 1
             );
             seen.insert(value);
         }
