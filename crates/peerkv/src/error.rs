@@ -40,8 +40,8 @@ pub enum Error {
     },
     /// Peers are known, but none of those tried could be reached.
     #[error(
-        "{op} failed: none of the {known} peers known could be reached{} — check that they are running, or join through another with `bootstrap MULTIADDR/p2p/PEERID`",
-        detail_suffix(.failures)
+        "{op} failed: none of the {known} {} known could be reached{} — check that they are running, or join through another with `bootstrap MULTIADDR/p2p/PEERID`",
+        if *.known == 1 { "peer" } else { "peers" }, detail_suffix(.failures)
     )]
     NoReplicas {
         /// `put`, `del` or `get`.

@@ -71,6 +71,9 @@ async fn a_bootstrap_proves_the_address_not_the_peer() {
     let bogus: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{a}", closed_port()).parse().unwrap();
     let result = within("bootstrap", nodes[1].bootstrap(bogus.clone())).await;
     assert!(matches!(result, Err(Error::Unreachable { .. })), "{result:?}");
+    // Defect 10: the reason is said once (libp2p's text repeated it).
+    let text = result.unwrap_err().to_string();
+    assert_eq!(text.matches("onnection refused").count(), 1, "{text}");
     let port = tcp_port(&bogus).unwrap();
     let routes = nodes[1].routes().await.unwrap();
     for route in routes.iter().filter(|r| r.peer_id == a) {

@@ -433,3 +433,57 @@ pub(super) fn learn(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use libp2p::identity::Keypair;
+
+    /// Defect 9 of issue 10: when every peer tried failed, the put said `0 of 0 replicas
+    /// acknowledged (needed 1)`; it now says none could be reached, with why.
+    #[test]
+    fn a_put_that_reaches_nobody_says_so() {
+        let keypair = Keypair::generate_ed25519();
+        let local = keypair.public().to_peer_id();
+        let other = PeerId::random();
+        let mut clock = Clock::new();
+        let not_kv = |_: &PeerId| false;
+        let mut env = Env {
+            now: Now { mono: Duration::ZERO, wall_ms: 1_800_000_000_000 },
+            local,
+            clock: &mut clock,
+            keypair: &keypair,
+            known: 1,
+            not_kv: &not_kv,
+        };
+        let config = OpConfig {
+            replication: 5,
+            write_quorum: None,
+            read_quorum: None,
+            max_value_size: 1024,
+            timeout: Duration::from_secs(10),
+            search_budget: 40,
+            mdns: false,
+            bootstrap: 0,
+        };
+        let view = View { nearest: vec![other], suspects: Vec::new(), connected: true };
+        let (mut op, actions) =
+            PutOp::start("k".into(), Some(b"v".to_vec()), None, view, config, &mut env)
+                .expect("starts");
+        assert_eq!(actions.len(), 2, "a Fetch to the other peer and one to this peer");
+        let local_answer = Response::Found { record: None, near: Vec::new(), down: Vec::new() };
+        let input = Input::Answer { peer: local, kind: Kind::Fetch, response: local_answer };
+        assert!(op.handle(input, &mut env).is_empty());
+        let input = Input::Failed { peer: other, kind: Kind::Fetch, reason: "refused".into() };
+        let actions = op.handle(input, &mut env);
+        let [Action::Reply(Outcome::Put(Err(err)))] = actions.as_slice() else {
+            panic!("expected one failed reply, got {actions:?}")
+        };
+        let text = err.to_string();
+        assert!(matches!(err, Error::NoReplicas { .. }), "{text}");
+        assert!(text.contains("none of the 1 peer known could be reached"), "{text}");
+        assert!(text.contains("refused") && !text.contains("0 of 0"), "{text}");
+        assert!(op.is_done());
+    }
+}

@@ -192,7 +192,7 @@ impl EventLoop {
                 );
             }
             Err(e) => {
-                let err = Error::Unreachable { addr, reason: crate::error::chain(&e) };
+                let err = Error::Unreachable { addr, reason: super::network::dial_error_text(&e) };
                 purpose.fail(err);
             }
         }

@@ -99,7 +99,7 @@ impl EventLoop {
                 }
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     let err =
-                        Error::Unreachable { addr: dial.addr, reason: crate::error::chain(&error) };
+                        Error::Unreachable { addr: dial.addr, reason: dial_error_text(&error) };
                     dial.purpose.fail(err);
                 }
             }
@@ -403,6 +403,20 @@ impl EventLoop {
     }
 }
 
+/// A dial error in words, once: libp2p's own text lists each address tried with its error and
+/// that error's source again (`…: : Connection refused (os error 111): Connection refused (os
+/// error 111)`); here each attempt is `address: reason` with every part said once.
+pub(super) fn dial_error_text(error: &DialError) -> String {
+    match error {
+        DialError::Transport(attempts) if !attempts.is_empty() => attempts
+            .iter()
+            .map(|(addr, e)| format!("{addr}: {}", crate::error::chain(e)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => crate::error::chain(other),
+    }
+}
+
 /// Whether a dial failed because the remote host refused the connection (an RST: the host is
 /// up and nothing listens there), as opposed to no answer at all.
 fn refused(error: &DialError) -> bool {
@@ -441,6 +455,16 @@ mod tests {
     fn dial_error(kind: std::io::ErrorKind) -> DialError {
         let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
         DialError::Transport(vec![(addr, TransportError::Other(std::io::Error::from(kind)))])
+    }
+
+    #[test]
+    fn a_dial_error_says_each_thing_once() {
+        let wrapped =
+            std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let text =
+            dial_error_text(&DialError::Transport(vec![(addr, TransportError::Other(wrapped))]));
+        assert_eq!(text, "/ip4/127.0.0.1/tcp/1: connection refused");
     }
 
     #[test]
