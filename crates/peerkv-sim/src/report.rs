@@ -105,6 +105,8 @@ pub struct Report {
     pub events: u64,
     /// What the checker saw.
     pub history: Verdict,
+    /// Failed operations by the start of their error message (what failed, and why).
+    pub errors: std::collections::BTreeMap<String, u64>,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
     /// Peak resident memory of the process, MiB.
@@ -125,6 +127,7 @@ pub struct Collector {
     churn_stopped: Option<u64>,
     /// The last time (after churn stopped) an operation missed one of the true replicas.
     last_imperfect: Option<u64>,
+    errors: std::collections::BTreeMap<String, u64>,
 }
 
 impl Collector {
@@ -162,6 +165,15 @@ impl Collector {
             if now >= stopped && overlap < 1.0 {
                 self.last_imperfect = Some(now);
             }
+        }
+    }
+
+    /// An operation failed with `error` (counted by the error's first words).
+    pub fn error(&mut self, kind: OpKind, error: &str) {
+        let head: String = error.split(':').next().unwrap_or(error).chars().take(40).collect();
+        *self.errors.entry(format!("{kind:?}: {head}")).or_default() += 1;
+        if std::env::var_os("PEERKV_SIM_ERRORS").is_some() {
+            eprintln!("{kind:?}: {error}");
         }
     }
 
@@ -226,6 +238,7 @@ impl Collector {
             crashes: self.crashes,
             events,
             history,
+            errors: self.errors.clone(),
             wall_s: wall.as_secs_f64(),
             peak_rss_mib: peak_rss_mib(),
         }

@@ -620,7 +620,10 @@ impl Sim {
                 self.history.read(&key, r.record.as_ref(), started, self.now);
                 true
             }
-            _ => false,
+            Outcome::Put(Err(e)) | Outcome::Get(Err(e)) => {
+                self.collect.error(kind, &e.to_string());
+                false
+            }
         };
         self.collect.op(kind, verify, ok, elapsed, hops, sent, bytes, overlap, self.now);
     }

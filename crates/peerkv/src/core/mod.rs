@@ -45,10 +45,11 @@ use crate::error::Result;
 use crate::protocol::{Request, Response};
 use crate::record::{Record, MAX_CLOCK_AHEAD_MS};
 
-/// Requests one operation's search may send, per replica wanted.
-pub const SEARCH_BUDGET_PER_REPLICA: usize = 8;
+/// Requests one operation's search may send, per replica wanted (at 10,000 simulated peers, 8
+/// per replica stopped about one search in 4,000 while answers still named nearer peers).
+pub const SEARCH_BUDGET_PER_REPLICA: usize = 16;
 /// ... and at least this many.
-pub const SEARCH_BUDGET_MIN: usize = 16;
+pub const SEARCH_BUDGET_MIN: usize = 32;
 
 /// A moment as the core sees it. Both parts are passed in by the driver, never read here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

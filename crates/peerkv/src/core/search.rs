@@ -281,14 +281,12 @@ impl Search {
         !silent || self.answered().0 >= needed
     }
 
-    /// The peers a settled put writes to, nearest first: the R nearest that answered or are
-    /// still asked, then the others that answered (spares, asked when a replica fails).
+    /// The peers a settled put writes to, nearest first: the R nearest that have not failed
+    /// (answered, still asked, or never asked because the request limit stopped the search: a
+    /// Store needs no Fetch first), then the others that answered (spares, asked when a replica
+    /// fails).
     pub fn write_candidates(&self) -> Vec<PeerId> {
-        let nearest: Vec<PeerId> = self
-            .reach()
-            .filter(|(_, s)| matches!(s, Reach::Answered(_) | Reach::Asked))
-            .map(|(p, _)| *p)
-            .collect();
+        let nearest: Vec<PeerId> = self.reach().map(|(p, _)| *p).collect();
         let spares = self.ranked.values().filter(|p| {
             !nearest.contains(p) && matches!(self.state.get(*p), Some(Reach::Answered(_)))
         });
