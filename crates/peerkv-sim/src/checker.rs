@@ -107,6 +107,12 @@ impl History {
                         Some(g) => *g < w.version,
                     };
                     if older && !(w.tombstone && r.got.is_none()) {
+                        if std::env::var_os("PEERKV_SIM_VIOLATIONS").is_some() {
+                            eprintln!(
+                                "violation: {key}: read {}..{} µs got {:?}, acked {:?} (tombstone {}) at {} µs",
+                                r.started, r.ended, r.got.as_ref().map(|g| g.0), w.version.0, w.tombstone, w.acked_at
+                            );
+                        }
                         if w.tombstone {
                             v.tombstones_resurrected += 1;
                         } else {
