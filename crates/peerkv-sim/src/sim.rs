@@ -123,6 +123,20 @@ struct Sim {
     events: u64,
 }
 
+/// A random key whose distance to `own` has its highest bit at `bucket` (0 = lowest).
+fn random_in_bucket(own: &routing::Key, bucket: usize, rng: &mut StdRng) -> routing::Key {
+    let mut d = [0u8; 32];
+    rng.fill(&mut d);
+    let (byte, bit) = (31 - bucket / 8, bucket % 8);
+    for b in d.iter_mut().take(byte) {
+        *b = 0;
+    }
+    d[byte] &= (1u8 << bit).wrapping_sub(1) | (1u8 << bit);
+    d[byte] &= if bit == 7 { 0xff } else { (1u8 << (bit + 1)) - 1 };
+    d[byte] |= 1u8 << bit;
+    routing::distance(own, &d)
+}
+
 /// Runs one simulation and reports on it.
 pub fn run(cfg: &SimConfig) -> Report {
     let wall = Instant::now();
@@ -200,16 +214,23 @@ impl Sim {
         self.queue.push(Reverse(Scheduled { at, seq: self.seq, event }));
     }
 
-    /// Each peer joins through a random earlier one: a Kademlia lookup of its own id and of
-    /// two random ids, every peer contacted and the joiner learning each other (identify).
+    /// Each peer joins through a random earlier one as libp2p-kad's bootstrap does: a lookup of
+    /// its own id, then one of a random id in every bucket farther than its closest neighbour
+    /// (every peer contacted and the joiner learn each other, as identify makes them).
     fn build_overlay(&mut self) {
         for i in 1..self.nodes.len() {
             let via = self.rng.gen_range(0..i);
             let own = self.nodes[i].key;
             self.lookup(i, via, own);
-            for _ in 0..2 {
-                let mut target = [0u8; 32];
-                self.rng.fill(&mut target);
+            let nearest = self.nodes[i].table.nearest(&own, 1);
+            let Some(closest) = nearest.first().and_then(|p| self.index_of.get(p)) else {
+                continue;
+            };
+            let d = routing::distance(&own, &self.nodes[*closest].key);
+            let zeros = d.iter().position(|b| *b != 0).unwrap_or(31);
+            let closest_bucket = (31 - zeros) * 8 + (7 - d[zeros].leading_zeros() as usize);
+            for bucket in closest_bucket + 1..256 {
+                let target = random_in_bucket(&own, bucket, &mut self.rng);
                 self.lookup(i, via, target);
             }
         }
@@ -608,6 +629,44 @@ impl Sim {
         } else {
             truth.iter().filter(|p| window.contains(p)).count() as f64 / truth.len() as f64
         };
+        if std::env::var("PEERKV_SIM_TRACE_KEY").is_ok_and(|k| k == key) {
+            let short = |p: &PeerId| peerkv::short_id(p);
+            let truth_s: Vec<String> = truth.iter().map(short).collect();
+            let detail = match (&self.nodes[node].ops.get(&op).map(|r| &r.op), &outcome) {
+                (Some(SimOp::Get(g)), Outcome::Get(r)) => format!(
+                    "get from {} started {started} -> {:?}; window {:?}",
+                    short(&self.nodes[node].id),
+                    r.as_ref()
+                        .map(|r| r.record.as_ref().map(|x| x.version))
+                        .map_err(|e| e.to_string()),
+                    g.search()
+                        .window_states()
+                        .iter()
+                        .map(|(p, s)| format!(
+                            "{}={}",
+                            short(p),
+                            match s {
+                                peerkv::core::search::Reach::Answered(Some(r)) =>
+                                    r.version.to_string(),
+                                peerkv::core::search::Reach::Answered(None) => "none".into(),
+                                other => format!("{other:?}"),
+                            }
+                        ))
+                        .collect::<Vec<_>>()
+                ),
+                (Some(SimOp::Put(p)), Outcome::Put(r)) => format!(
+                    "put from {} started {started} version {} -> {:?}; window {:?}",
+                    short(&self.nodes[node].id),
+                    p.record().version,
+                    r.as_ref()
+                        .map(|r| r.stored_on.iter().map(short).collect::<Vec<_>>())
+                        .map_err(|e| e.to_string()),
+                    p.window().iter().map(short).collect::<Vec<_>>()
+                ),
+                _ => String::new(),
+            };
+            eprintln!("trace {key} at {}: {detail}; true nearest {truth_s:?}", self.now);
+        }
         let ok = match &outcome {
             Outcome::Put(Ok(r)) => {
                 if let Some(SimOp::Put(p)) = self.nodes[node].ops.get(&op).map(|r| &r.op) {

@@ -170,6 +170,11 @@ impl Search {
             .take(width)
     }
 
+    /// The window's peers and where each stands, nearest first (for traces).
+    pub fn window_states(&self) -> Vec<(PeerId, Reach)> {
+        self.window().map(|(p, s)| (*p, s.clone())).collect()
+    }
+
     /// The window's peers, nearest first (for measures: how well a search found the replicas).
     pub fn window_peers(&self) -> Vec<PeerId> {
         self.window().map(|(p, _)| *p).collect()
