@@ -420,20 +420,21 @@ impl Sim {
         self.at(self.now + delay, Event::Deliver { to, from, req, msg, sent: self.now });
     }
 
+    /// A request reached `to`, which is down: the sender hears a refusal one latency later.
+    fn refused(&mut self, to: usize, from: usize, req: u64) -> bool {
+        if self.nodes[to].alive {
+            return false;
+        }
+        let back = self.latency(to, from);
+        let fail = Event::Fail { node: from, req, lost_peer: true, reason: "connection refused" };
+        self.at(self.now + back, fail);
+        true
+    }
+
     fn deliver(&mut self, to: usize, from: usize, req: u64, msg: Msg, _sent: u64) {
         match msg {
             Msg::Request(request) => {
-                if !self.nodes[to].alive {
-                    let back = self.latency(to, from);
-                    self.at(
-                        self.now + back,
-                        Event::Fail {
-                            node: from,
-                            req,
-                            lost_peer: true,
-                            reason: "connection refused",
-                        },
-                    );
+                if self.refused(to, from, req) {
                     return;
                 }
                 self.contact(to, from);
@@ -444,17 +445,7 @@ impl Sim {
                 self.transmit(to, from, req, Msg::Response(response));
             }
             Msg::Hello => {
-                if !self.nodes[to].alive {
-                    let back = self.latency(to, from);
-                    self.at(
-                        self.now + back,
-                        Event::Fail {
-                            node: from,
-                            req,
-                            lost_peer: true,
-                            reason: "connection refused",
-                        },
-                    );
+                if self.refused(to, from, req) {
                     return;
                 }
                 self.contact(to, from);

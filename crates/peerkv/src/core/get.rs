@@ -59,18 +59,8 @@ impl GetOp {
         }
         let mut search =
             Search::new(&key, config.replication, config.read_quorum, config.search_budget);
+        search.seed(env.local, view);
         search.allow_widening();
-        search.offer(env.local, 0);
-        for peer in view.nearest {
-            if peer != env.local {
-                search.offer(peer, 1);
-            }
-        }
-        for peer in view.suspects {
-            if peer != env.local {
-                search.suspect(peer);
-            }
-        }
         let mut op = GetOp {
             key,
             search,

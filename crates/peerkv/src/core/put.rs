@@ -99,17 +99,7 @@ impl PutOp {
             .map_err(|e| Error::Signing(e.to_string()))?;
         let mut search =
             Search::new(&key, config.replication, config.write_quorum, config.search_budget);
-        search.offer(env.local, 0);
-        for peer in view.nearest {
-            if peer != env.local {
-                search.offer(peer, 1);
-            }
-        }
-        for peer in view.suspects {
-            if peer != env.local {
-                search.suspect(peer);
-            }
-        }
+        search.seed(env.local, view);
         let mut op = PutOp {
             record,
             phase: Phase::Searching(Box::new(search)),

@@ -115,6 +115,18 @@ impl Search {
         true
     }
 
+    /// The first candidates: `local` (answering at no distance), the view's nearest peers and,
+    /// as failed, its suspects.
+    pub fn seed(&mut self, local: PeerId, view: super::View) {
+        self.offer(local, 0);
+        for peer in view.nearest.into_iter().filter(|p| *p != local) {
+            self.offer(peer, 1);
+        }
+        for peer in view.suspects.into_iter().filter(|p| *p != local) {
+            self.suspect(peer);
+        }
+    }
+
     /// Lets the search widen its reach to 2R before it concludes "not found" (a get's).
     pub fn allow_widening(&mut self) {
         self.may_widen = true;

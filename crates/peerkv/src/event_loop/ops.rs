@@ -146,6 +146,15 @@ impl EventLoop {
         nearest_kv_peers(&mut self.swarm.behaviour_mut().kad, &self.kv_support, key, n)
     }
 
+    /// What the routing view knows of `key`: where an op's search starts.
+    fn view_of(&mut self, key: &str) -> View {
+        View {
+            nearest: self.nearest_peers(key, 2 * self.config.replication),
+            suspects: self.suspects_near(key, self.config.replication),
+            connected: self.swarm.connected_peers().next().is_some(),
+        }
+    }
+
     pub(super) fn start_put(
         &mut self,
         key: String,
@@ -157,14 +166,12 @@ impl EventLoop {
             let _ = reply.send(Err(Error::Busy(self.pending())));
             return;
         }
-        let nearest = self.nearest_peers(&key, 2 * self.config.replication);
-        let suspects = self.suspects_near(&key, self.config.replication);
-        let connected = self.swarm.connected_peers().next().is_some();
+        let view = self.view_of(&key);
         let known = self.routing_table_len();
         let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
         let started =
             with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                PutOp::start(key, value, ttl, View { nearest, suspects, connected }, config, env)
+                PutOp::start(key, value, ttl, view, config, env)
             });
         match started {
             Ok((op, actions)) => {
@@ -184,14 +191,12 @@ impl EventLoop {
             let _ = reply.send(Err(Error::Busy(self.pending())));
             return;
         }
-        let nearest = self.nearest_peers(&key, 2 * self.config.replication);
-        let suspects = self.suspects_near(&key, self.config.replication);
-        let connected = self.swarm.connected_peers().next().is_some();
+        let view = self.view_of(&key);
         let known = self.routing_table_len();
         let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
         let started =
             with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                GetOp::start(key, View { nearest, suspects, connected }, config, env)
+                GetOp::start(key, view, config, env)
             });
         match started {
             Ok((op, actions)) => {
