@@ -7,6 +7,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use peerkv::clock::Clock;
+use peerkv::core::membership::Suspects;
 use peerkv::core::replica::{self, Holdings, Limits};
 use peerkv::core::{
     upkeep, Action, Env, GetOp, Input, Kind, Now, OpConfig, PutOp, Upkeep, UpkeepAction,
@@ -184,7 +185,7 @@ pub struct Node {
     /// Peers it lost (a request failed), since when and when last redialed (µs): counted as
     /// failed replicas until they talk again, and redialed by the rejoin timer, as the node's
     /// suspects are.
-    pub suspects: HashMap<PeerId, (u64, u64)>,
+    pub suspects: Suspects,
     /// R.
     pub replication: usize,
 }
@@ -208,7 +209,7 @@ impl Node {
             local: VecDeque::new(),
             upkeep: Upkeep::default(),
             upkeep_soon: false,
-            suspects: HashMap::new(),
+            suspects: Suspects::default(),
             replication: 5,
         }
     }
@@ -216,17 +217,6 @@ impl Node {
     /// The time as this node's core sees it at virtual time `t` (µs).
     pub fn now(&self, t: u64) -> Now {
         Now { mono: Duration::from_micros(t), wall_ms: BASE_WALL_MS + t / 1000 + self.skew_ms }
-    }
-
-    /// The suspects nearest to `target`, at most `n`.
-    fn suspects_near(&self, target: &Key, n: usize) -> Vec<PeerId> {
-        let mut near: Vec<(Key, PeerId)> = self
-            .suspects
-            .keys()
-            .map(|p| (crate::routing::distance(target, &crate::routing::peer_key(p)), *p))
-            .collect();
-        near.sort_unstable();
-        near.into_iter().take(n).map(|(_, p)| p).collect()
     }
 
     /// A crash: everything in memory is gone, the store and the saved peers stay.
@@ -237,7 +227,7 @@ impl Node {
         self.local.clear();
         self.upkeep = Upkeep::default();
         self.upkeep_soon = false;
-        self.suspects.clear();
+        self.suspects = Suspects::default();
         self.clock = Clock::new();
     }
 
@@ -255,7 +245,7 @@ impl Node {
     ) -> Result<Vec<Out>, peerkv::Error> {
         let target = crate::routing::record_key(&key);
         let nearest = self.table.nearest(&target, 2 * config.replication);
-        let suspects = self.suspects_near(&target, config.replication);
+        let suspects = self.suspects.near(&key, config.replication);
         let view = View { nearest, suspects, connected: true };
         let now = self.now(t);
         let not_kv = |_: &PeerId| false;
@@ -372,7 +362,7 @@ impl Node {
                     .into_iter()
                     .map(|p| (p, Vec::new()))
                     .collect(),
-                down: self.suspects_near(&target, n),
+                down: self.suspects.near(key, n),
             }
         };
         let served = replica::serve(request, from != self.id, &self.store, &mut near, limits, now);

@@ -2,11 +2,12 @@
 //! workload, and the bookkeeping the report reads.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
+use peerkv::core::membership::{self, Loss};
 use peerkv::core::{Input, OpConfig, Outcome, UpkeepConfig};
 use peerkv::protocol::{Request, Response};
 use rand::rngs::StdRng;
@@ -32,13 +33,8 @@ const DOWN_MAX: u64 = 30 * SEC;
 /// Upkeep rounds: the period, and the delay after the routing table changed.
 const UPKEEP_EVERY: u64 = 60 * SEC;
 const UPKEEP_SOON: u64 = 2 * SEC;
-/// The rejoin timer: how often, and how many lost peers per round.
+/// The rejoin timer's period (whom it dials is the core's `membership::rejoin`).
 const REJOIN_EVERY: u64 = 5 * SEC;
-const REJOIN_PER_ROUND: usize = 4;
-/// How long a peer lost still counts as a failed replica, and how many are remembered (as in
-/// the node).
-const SUSPECT_FOR: u64 = 600 * SEC;
-const SUSPECTS_CAP: usize = 1024;
 /// Quiet time between the workload's end and the final reads.
 const SETTLE: u64 = 30 * SEC;
 /// One-way latency of a link: uniform between these (µs); the mean round trip is their sum.
@@ -275,8 +271,8 @@ impl Sim {
     fn contact(&mut self, a: usize, b: usize) {
         let (ida, ka, idb, kb) =
             (self.nodes[a].id, self.nodes[a].key, self.nodes[b].id, self.nodes[b].key);
-        self.nodes[a].suspects.remove(&idb);
-        self.nodes[b].suspects.remove(&ida);
+        self.nodes[a].suspects.heard(&idb);
+        self.nodes[b].suspects.heard(&ida);
         let new_b = !self.nodes[a].table.contains(&idb, &kb) && self.nodes[a].table.insert(idb, kb);
         let new_a = !self.nodes[b].table.contains(&ida, &ka) && self.nodes[b].table.insert(ida, ka);
         if new_b {
@@ -515,7 +511,8 @@ impl Sim {
         if lost_peer {
             // A refusal says the process is gone (forgotten); no answer at all may be a
             // partition (a suspect), as in the node.
-            self.lose(node, peer, reason == "timed out");
+            let loss = if reason == "timed out" { Loss::Silent } else { Loss::Refused };
+            self.lose(node, peer, loss);
         }
         if let Purpose::Op { op, kind } = purpose {
             let input = Input::Failed { peer, kind, reason: reason.to_owned() };
@@ -526,18 +523,14 @@ impl Sim {
 
     /// A request to `peer` failed: it leaves the table and becomes a suspect, which the rejoin
     /// timer redials.
-    fn lose(&mut self, node: usize, peer: PeerId, suspect: bool) {
+    fn lose(&mut self, node: usize, peer: PeerId, loss: Loss) {
         let Some(&i) = self.index_of.get(&peer) else { return };
         let key = self.nodes[i].key;
         if self.nodes[node].table.remove(&peer, &key) {
             self.membership_changed(node);
         }
-        let now = self.now;
-        let n = &mut self.nodes[node];
-        n.suspects.retain(|_, (since, _)| now.saturating_sub(*since) < SUSPECT_FOR);
-        if suspect && n.suspects.len() < SUSPECTS_CAP {
-            n.suspects.entry(peer).or_insert((now, now));
-        }
+        let now = Duration::from_micros(self.now);
+        self.nodes[node].suspects.lost(peer, loss, Vec::new(), now);
         if !self.rejoin_pending[node] {
             self.rejoin_pending[node] = true;
             self.at(self.now + REJOIN_EVERY, Event::Rejoin { node });
@@ -549,16 +542,24 @@ impl Sim {
         if !self.nodes[node].alive {
             return;
         }
-        // The suspects longest untried first; the timer runs while there are any.
-        let now = self.now;
-        let mut due: Vec<(u64, PeerId)> =
-            self.nodes[node].suspects.iter().map(|(p, (_, tried))| (*tried, *p)).collect();
-        due.sort_unstable();
-        for (_, peer) in due.into_iter().take(REJOIN_PER_ROUND) {
-            if let Some(s) = self.nodes[node].suspects.get_mut(&peer) {
-                s.1 = now;
-            }
-            if let Some(&i) = self.index_of.get(&peer) {
+        // The node's rejoin rule; a simulated peer has no mDNS, no connections to keep and,
+        // once running, no bootstrap list: what it dials are its suspects, in turn.
+        let now = Duration::from_micros(self.now);
+        let n = &mut self.nodes[node];
+        n.suspects.expire(now);
+        let routed: HashSet<PeerId> = n.table.peers().into_iter().collect();
+        let nobody = |_: &PeerId| false;
+        let known = membership::Known {
+            local: n.id,
+            routed: &routed,
+            connected: &nobody,
+            mdns: Vec::new(),
+            bootstrap: Vec::new(),
+            saved: &[],
+            keep_connected: false,
+        };
+        for dial in membership::rejoin(&mut n.suspects, known, now) {
+            if let Some(&i) = self.index_of.get(&dial.peer) {
                 self.hello(node, i, false);
             }
         }

@@ -35,6 +35,7 @@ use crate::behaviour::Behaviour;
 use crate::clock::Clock;
 use crate::command::{BootstrapReport, ClosestReport, Command, PeerSummary, Reply};
 use crate::config::Config;
+use crate::core::membership::{Loss, Suspects};
 use crate::core::replica::Limits;
 use crate::core::{Kind, OpConfig};
 use crate::error::Error;
@@ -60,25 +61,12 @@ const UPKEEP_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Most often the peers known are written to the data directory.
 const PEER_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Up to this many routing-table peers, every one of them is kept connected (and so pinged).
-const KEEP_CONNECTED_MAX: usize = 64;
-
 /// ... but only when idle connections are kept at least this long (the default 300 s is).
 const KEEP_CONNECTED_MIN_IDLE: Duration = Duration::from_secs(60);
-
-/// Most redials per rejoin round.
-const MAX_REJOIN_DIALS: usize = 16;
 
 /// How long a finished bootstrap waits for identify to say whether the peer serves our
 /// Kademlia protocol (a peer without identify is taken as it is).
 const IDENTIFY_WAIT: Duration = Duration::from_secs(2);
-
-/// How long a peer that became unreachable still counts, as failed, in quorums (then it is
-/// taken as gone for good). At most `SUSPECTS_CAP` are remembered.
-const SUSPECT_FOR: Duration = Duration::from_secs(600);
-const SUSPECTS_CAP: usize = 1024;
-/// Suspects the rejoin timer dials per round.
-const SUSPECT_DIALS: usize = 4;
 
 /// How long start-up waits for every listener to report an address.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
@@ -103,16 +91,6 @@ enum Outbound {
     Summary,
     /// A raw request from [`Node::send_request`](crate::Node::send_request).
     Raw(Reply<Response>),
-}
-
-/// A peer believed down.
-struct Suspect {
-    /// Since when.
-    since: Instant,
-    /// When the rejoin timer last dialed it.
-    tried: Instant,
-    /// Where it was.
-    addrs: Vec<Multiaddr>,
 }
 
 /// A dial someone waits for.
@@ -183,10 +161,10 @@ pub(crate) struct EventLoop {
     listen_deadline: Instant,
     /// Which peers speak the value protocol (identify or a failed request told us).
     kv_support: HashMap<PeerId, bool>,
-    /// Peers that left the routing table because a dial or two pings failed, and when: until
-    /// they connect again (or `SUSPECT_FOR` passes), searches count them as failed replicas
+    /// Peers that left the routing table because a dial or a ping got no answer: until they
+    /// connect again (or `SUSPECT_FOR` passes), searches count them as failed replicas
     /// (`Search::suspect`), so a quorum still needs them or enough others.
-    suspects: HashMap<PeerId, Suspect>,
+    suspects: Suspects,
     /// Peers identify showed not to serve our Kademlia protocol: kept out of the routing table.
     no_kad: HashSet<PeerId>,
     /// Addresses learnt from identify, for `peers`.
@@ -256,7 +234,7 @@ impl EventLoop {
             listen_deadline: Instant::now() + LISTEN_WAIT,
             kv_support: HashMap::new(),
             no_kad: HashSet::new(),
-            suspects: HashMap::new(),
+            suspects: Suspects::default(),
             peer_addrs: HashMap::new(),
             mdns_peers: HashMap::new(),
             next_rejoin: Instant::now() + REJOIN_INTERVAL,
@@ -377,29 +355,19 @@ impl EventLoop {
         }
     }
 
-    /// `peer` left the routing table because it could not be reached (at `addrs`).
-    fn suspect(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if self.suspects.len() >= SUSPECTS_CAP {
-            let oldest = self.suspects.iter().min_by_key(|(_, s)| s.since).map(|(p, _)| *p);
-            if let Some(oldest) = oldest {
-                self.suspects.remove(&oldest);
-            }
+    /// `peer` left the routing table because it could not be reached (at `addrs`), as `loss`
+    /// says: the core's [`Suspects`] decides whether it still counts as a failed replica.
+    fn lost(&mut self, peer: PeerId, loss: Loss, addrs: Vec<Multiaddr>) {
+        let now = self.now().mono;
+        if self.suspects.lost(peer, loss, addrs, now) {
+            tracing::debug!(%peer, "suspect: counted as a failed replica until it answers");
         }
-        let now = Instant::now();
-        self.suspects.insert(peer, Suspect { since: now, tried: now, addrs });
-    }
-
-    /// The suspects nearest to `key` (at most `n`), for a search to count as failed.
-    fn suspects_near(&self, key: &str, n: usize) -> Vec<PeerId> {
-        if self.suspects.is_empty() {
-            return Vec::new();
-        }
-        crate::placement::Ranker::new(self.suspects.keys().copied()).nearest(key, n)
     }
 
     /// Ends what passed its deadline.
     fn sweep(&mut self, now: Instant) {
-        self.suspects.retain(|_, s| now.duration_since(s.since) < SUSPECT_FOR);
+        let mono = self.now().mono;
+        self.suspects.expire(mono);
         let waiting = std::mem::take(&mut self.bootstraps_awaiting_identify);
         for (peer, deadline, reply) in waiting {
             if deadline <= now {

@@ -6,12 +6,10 @@ use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
 
 use super::command::split_p2p;
-use super::{
-    DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MAX, KEEP_CONNECTED_MIN_IDLE,
-    MAX_REJOIN_DIALS, SUSPECT_DIALS,
-};
+use super::{DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MIN_IDLE};
 use crate::behaviour::BehaviourEvent;
 use crate::command::{ClosestPeer, ClosestReport};
+use crate::core::membership::{self, Loss};
 use crate::error::Error;
 use crate::placement;
 use crate::protocol::KV_PROTOCOL;
@@ -51,7 +49,7 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.connections_opened += 1;
                 // It is up: no longer counted as down in quorums.
-                self.suspects.remove(&peer_id);
+                self.suspects.heard(&peer_id);
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     match dial.purpose {
                         DialPurpose::Dial(reply) => {
@@ -86,12 +84,8 @@ impl EventLoop {
                         // cannot be reached leaves the table (it comes back through mDNS, the
                         // rejoin timer, or when it connects to us).
                         if let Some(entry) = self.swarm.behaviour_mut().kad.remove_peer(&peer) {
-                            // Refused: its host answered that nothing listens, the process is
-                            // gone and writes nothing meanwhile; it is forgotten. Anything
-                            // else (no answer at all) may be a partition: it stays a suspect.
-                            if !refused(&error) {
-                                self.suspect(peer, entry.node.value.into_vec());
-                            }
+                            let loss = if refused(&error) { Loss::Refused } else { Loss::Silent };
+                            self.lost(peer, loss, entry.node.value.into_vec());
                             tracing::info!(%peer, "unreachable: dropped from the routing table");
                             self.upkeep_soon();
                         }
@@ -270,7 +264,7 @@ impl EventLoop {
                 tracing::info!(peer = %event.peer, "ping failed ({e}): dropping the peer");
                 self.swarm.close_connection(event.connection);
                 if let Some(entry) = self.swarm.behaviour_mut().kad.remove_peer(&event.peer) {
-                    self.suspect(event.peer, entry.node.value.into_vec());
+                    self.lost(event.peer, Loss::Silent, entry.node.value.into_vec());
                 }
                 // Its keys are one replica short: restore R copies.
                 self.upkeep_soon();
@@ -321,11 +315,9 @@ impl EventLoop {
         }
     }
 
-    /// Redials peers we know from mDNS or `--bootstrap` that are neither connected nor in the
-    /// routing table (after a cut heals, mDNS stays quiet because its cache still holds them),
-    /// and, while the routing table is LAN-sized, its peers that are not connected (an empty
-    /// address list: the swarm takes their addresses from Kademlia). At most
-    /// [`MAX_REJOIN_DIALS`] dials per round.
+    /// A rejoin round: forgets what it learnt of peers neither routed nor connected, saves the
+    /// routing table's peers, and dials whom [`membership::rejoin`] names (an empty address
+    /// list: the swarm takes the addresses from Kademlia).
     pub(super) fn rejoin(&mut self) {
         let routed: std::collections::HashSet<PeerId> = self
             .swarm
@@ -340,55 +332,31 @@ impl EventLoop {
         self.kv_support.retain(|p, _| keep(p));
         self.peer_addrs.retain(|p, _| keep(p));
         self.no_kad.retain(|p| keep(p));
-        let mut candidates: Vec<(PeerId, Vec<libp2p::Multiaddr>)> =
-            self.mdns_peers.iter().map(|(p, a)| (*p, a.clone())).collect();
-        // On a LAN-sized overlay, stay connected to the whole routing table: ping then notices a
-        // peer that is gone, and a dial that fails takes it out of the table.
-        // Only when connections are meant to last (a short --idle-timeout says "do not keep
-        // them": redialing would fight it, a reconnect storm in a large in-process overlay).
-        if routed.len() <= KEEP_CONNECTED_MAX
-            && self.config.idle_connection_timeout >= KEEP_CONNECTED_MIN_IDLE
-        {
-            for peer in &routed {
-                if !self.swarm.is_connected(peer) {
-                    candidates.push((*peer, Vec::new()));
-                }
-            }
-        }
-        // Peers believed down, the longest untried first: one that answers is no longer
-        // counted as failed in quorums (after a partition heals, or a crash).
-        let mut suspects: Vec<(PeerId, std::time::Instant)> =
-            self.suspects.iter().map(|(p, s)| (*p, s.tried)).collect();
-        suspects.sort_by_key(|(_, tried)| *tried);
-        let now = std::time::Instant::now();
-        for (peer, _) in suspects.into_iter().take(SUSPECT_DIALS) {
-            if let Some(s) = self.suspects.get_mut(&peer) {
-                s.tried = now;
-                candidates.push((peer, s.addrs.clone()));
-            }
-        }
-        if routed.is_empty() {
-            for addr in &self.config.bootstrap {
-                if let (transport, Some(peer)) = super::command::split_p2p(addr) {
-                    candidates.push((peer, vec![transport]));
-                }
-            }
-            candidates.extend(self.known_peers.iter().cloned());
-        } else {
+        if !routed.is_empty() {
             self.save_peers();
         }
-        let mut dials = 0;
-        for (peer, addrs) in candidates {
-            if dials >= MAX_REJOIN_DIALS {
-                break;
-            }
-            let keep_alive = addrs.is_empty();
-            if (routed.contains(&peer) && !keep_alive)
-                || self.swarm.is_connected(&peer)
-                || peer == self.local_peer_id()
-            {
-                continue;
-            }
+        let now = self.now().mono;
+        let swarm = &self.swarm;
+        let connected = |p: &PeerId| swarm.is_connected(p);
+        let known = membership::Known {
+            local: *swarm.local_peer_id(),
+            routed: &routed,
+            connected: &connected,
+            mdns: self.mdns_peers.iter().map(|(p, a)| (*p, a.clone())).collect(),
+            bootstrap: self
+                .config
+                .bootstrap
+                .iter()
+                .filter_map(|addr| match super::command::split_p2p(addr) {
+                    (transport, Some(peer)) => Some((peer, transport)),
+                    _ => None,
+                })
+                .collect(),
+            saved: &self.known_peers,
+            keep_connected: self.config.idle_connection_timeout >= KEEP_CONNECTED_MIN_IDLE,
+        };
+        let dials = membership::rejoin(&mut self.suspects, known, now);
+        for membership::Redial { peer, addrs } in dials {
             // Not into the routing table yet: identify puts it there once the dial succeeds,
             // so a peer that is still gone does not reappear in `peers`.
             let opts = DialOpts::peer_id(peer)
@@ -397,7 +365,6 @@ impl EventLoop {
                 .build();
             if self.swarm.dial(opts).is_ok() {
                 tracing::debug!(%peer, "rejoin: dialing");
-                dials += 1;
             }
         }
     }

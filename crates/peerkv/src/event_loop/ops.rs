@@ -150,7 +150,7 @@ impl EventLoop {
     fn view_of(&mut self, key: &str) -> View {
         View {
             nearest: self.nearest_peers(key, 2 * self.config.replication),
-            suspects: self.suspects_near(key, self.config.replication),
+            suspects: self.suspects.near(key, self.config.replication),
             connected: self.swarm.connected_peers().next().is_some(),
         }
     }

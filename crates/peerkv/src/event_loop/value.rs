@@ -98,11 +98,7 @@ impl EventLoop {
         let suspects = &self.suspects;
         let mut near = |key: &str, n: usize| replica::Near {
             peers: nearest_known(kad, kv_support, key, n),
-            down: if suspects.is_empty() {
-                Vec::new()
-            } else {
-                crate::placement::Ranker::new(suspects.keys().copied()).nearest(key, n)
-            },
+            down: suspects.near(key, n),
         };
         let mut served = replica::serve(request, remote, &self.store, &mut near, self.limits, now);
         for record in std::mem::take(&mut served.writes) {
