@@ -7,11 +7,12 @@
 //! user sends: handlers log and carry on.
 //!
 //! - `command.rs`: one handler per [`Command`](crate::command::Command).
-//! - `network.rs`: swarm events — Kademlia, identify, mDNS, connections, listeners.
-//! - `value.rs`: the value protocol — serving requests, counting answers, repairs.
-//! - `ops.rs`: operations in flight and their quorum tally.
-//! - `search.rs`: the walk of a put or get to the replicas of its key (no Kademlia lookup).
-//! - `upkeep.rs`: replica upkeep rounds (digests, hand-off), expiry and tombstone removal.
+//! - `network.rs`: swarm events — Kademlia, identify, mDNS, connections, listeners; losses and
+//!   rejoin rounds through the core's `membership`.
+//! - `value.rs`: the value protocol — requests served by the core's `replica::serve`, answers
+//!   routed back to their op or upkeep.
+//! - `ops.rs`: operations in flight: the driver of the core's `PutOp` and `GetOp`.
+//! - `upkeep.rs`: the driver of the core's `Upkeep` (rounds, digests, hand-off, expiry).
 
 mod command;
 mod network;
