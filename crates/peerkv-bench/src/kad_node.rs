@@ -1,8 +1,10 @@
 //! The baseline: the peer a libp2p user writes today to store values in a DHT. One swarm per
 //! peer on the same transport as peerkv (TCP, Noise, Yamux on 127.0.0.1), with libp2p-kad on a
 //! `MemoryStore` using its own `put_record` / `get_record`, plus identify (which feeds listen
-//! addresses to Kademlia, as peerkv does) and ping with peerkv's settings. A get takes the first
-//! record that arrives, as the rust-libp2p examples do, and then stops the query.
+//! addresses to Kademlia, as peerkv does) and ping with peerkv's settings. A get answers once
+//! records from `read_quorum` distinct peers arrived, or when its query ends, and then stops the
+//! query (see `quorum_read.rs`): with quorum 1 (the `kad` system) that is the first record, as
+//! the rust-libp2p examples do.
 //!
 //! Like peerkv, every peer is a task owning its swarm, driven by commands on a bounded queue;
 //! every operation has a deadline.
@@ -20,6 +22,7 @@ use libp2p::{identify, identity, noise, ping, tcp, yamux, Multiaddr, PeerId, Swa
 use tokio::sync::{mpsc, oneshot};
 
 use crate::peer::{GetOut, LookupOut, Overlay, PutOut};
+use crate::quorum_read::{QuorumRead, ReadAnswer};
 
 /// Capacity of a peer's command queue.
 const COMMAND_CAP: usize = 64;
@@ -45,6 +48,8 @@ pub struct KadParams {
     pub value_size: usize,
     /// Most records one peer's store holds.
     pub max_records: usize,
+    /// Records from this many distinct peers answer a get (1: the first record).
+    pub read_quorum: NonZeroUsize,
 }
 
 mod composed {
@@ -113,7 +118,7 @@ pub struct KadPeer {
 
 enum Pending {
     Put { reply: Reply<PutOut> },
-    Get { reply: Reply<GetOut> },
+    Get { reply: Reply<GetOut>, read: QuorumRead },
     Lookup { reply: Reply<LookupOut> },
     Bootstrap { reply: Reply<()> },
 }
@@ -123,6 +128,8 @@ struct Loop {
     commands: mpsc::Receiver<Cmd>,
     pending: HashMap<QueryId, (Instant, Pending)>,
     op_timeout: Duration,
+    /// Records from this many distinct peers answer a get.
+    read_quorum: NonZeroUsize,
     /// Connections established since the start.
     opened: u64,
 }
@@ -200,6 +207,7 @@ impl KadPeer {
             commands: rx,
             pending: HashMap::new(),
             op_timeout: params.op_timeout,
+            read_quorum: params.read_quorum,
             opened: 0,
         };
         tokio::spawn(event_loop.run());
@@ -233,7 +241,8 @@ impl KadPeer {
         self.call(|reply| Cmd::Put { key, value, quorum, reply }).await
     }
 
-    /// `get_record`, answered by the first record found.
+    /// `get_record`, answered once records from the read quorum's distinct peers arrived, or
+    /// with what was found when the query ends first.
     pub async fn get(&self, key: &str) -> Result<GetOut, String> {
         let key = key.as_bytes().to_vec();
         self.call(|reply| Cmd::Get { key, reply }).await
@@ -314,7 +323,8 @@ impl Loop {
             }
             Cmd::Get { key, reply } => {
                 let id = self.kad().get_record(kad::RecordKey::new(&key));
-                self.pending.insert(id, (deadline, Pending::Get { reply }));
+                let read = QuorumRead::new(self.read_quorum);
+                self.pending.insert(id, (deadline, Pending::Get { reply, read }));
             }
             Cmd::Lookup { key, reply } => {
                 let id = self.kad().get_closest_peers(key);
@@ -393,20 +403,29 @@ impl Loop {
             return;
         };
         match (pending, result) {
-            (Pending::Get { reply }, QueryResult::GetRecord(result)) => match result {
+            (Pending::Get { reply, mut read }, QueryResult::GetRecord(result)) => match result {
                 Ok(kad::GetRecordOk::FoundRecord(found)) => {
-                    let _ = reply.send(Ok(GetOut {
-                        value: Some(found.record.value),
-                        requests: Some(requests),
-                        hops: None,
-                        replicas: None,
-                        local: found.peer.is_none(),
-                    }));
-                    // The first record answers the get, as in the rust-libp2p examples.
-                    self.finish(id);
+                    match read.record(found.peer, found.record.value) {
+                        Some(answer) => {
+                            let _ = reply.send(Ok(get_out(answer, requests)));
+                            // The get has its answer: the query stops, as in the rust-libp2p
+                            // examples.
+                            self.finish(id);
+                        }
+                        None => {
+                            self.pending.insert(id, (deadline, Pending::Get { reply, read }));
+                        }
+                    }
+                }
+                // The query ended before the quorum: answer with what it found.
+                Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. }) if read.found_any() => {
+                    let _ = reply.send(Ok(get_out(read.end(), requests)));
                 }
                 Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. }) => {
                     let _ = reply.send(Err(format!("not found after {requests} requests")));
+                }
+                Err(_) if read.found_any() => {
+                    let _ = reply.send(Ok(get_out(read.end(), requests)));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(format!("get_record: {e}")));
@@ -443,14 +462,20 @@ impl Loop {
         let expired: Vec<QueryId> =
             self.pending.iter().filter(|(_, (d, _))| *d <= now).map(|(id, _)| *id).collect();
         for id in expired {
+            let requests = self.kad().query(&id).map_or(0, |q| q.stats().num_requests());
             self.finish(id);
             let msg = format!("timed out after {:.1} s", self.op_timeout.as_secs_f64());
             match self.pending.remove(&id) {
                 Some((_, Pending::Put { reply, .. })) => {
                     let _ = reply.send(Err(msg));
                 }
-                Some((_, Pending::Get { reply, .. })) => {
-                    let _ = reply.send(Err(msg));
+                Some((_, Pending::Get { reply, read })) => {
+                    // Past the deadline with records found: the get answers with those.
+                    let _ = reply.send(if read.found_any() {
+                        Ok(get_out(read.end(), requests))
+                    } else {
+                        Err(msg)
+                    });
                 }
                 Some((_, Pending::Lookup { reply, .. })) => {
                     let _ = reply.send(Err(msg));
@@ -461,5 +486,17 @@ impl Loop {
                 None => {}
             }
         }
+    }
+}
+
+/// A get's report from the stop rule's answer and the query's requests so far.
+fn get_out(answer: ReadAnswer, requests: u32) -> GetOut {
+    GetOut {
+        value: answer.value,
+        requests: Some(requests),
+        hops: None,
+        replicas: None,
+        local: answer.local,
+        short: answer.short,
     }
 }

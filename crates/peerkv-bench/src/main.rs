@@ -1,24 +1,30 @@
 //! `peerkv-bench`: peerkv measured side by side with a plain libp2p-kad DHT.
 //!
 //! Starts N peers of each system in one process on 127.0.0.1 (mDNS off), lets the overlay
-//! settle, then runs the same seeded workload on both: K puts from random peers, K gets from
+//! settle, then runs the same seeded workload on each: K puts from random peers, K gets from
 //! peers that hold no copy, K gets from peers that do (reported apart), K lookups, and gets at
-//! concurrency C. Each system runs in a child process of its own (in a network namespace of its
-//! own when possible), so memory, CPU and wire figures are its alone. Writes one JSON document
-//! and a Markdown table; `--plot` draws get latency against N from several documents.
+//! concurrency C. The systems: `peerkv` (a get waits for Q of R replicas) and `kad` (libp2p-kad,
+//! the first record answers), and at equal consistency beside them `peerkv-q1` (read quorum 1)
+//! and `kad-q3` (libp2p-kad waiting for records from Q distinct peers). Each system runs in a
+//! child process of its own (in a network namespace of its own when possible), so memory, CPU
+//! and wire figures are its alone. Writes one JSON document and a Markdown table per seed, and
+//! with several seeds a merged document (medians and spreads); `--plot` draws get latency
+//! against N from several documents, merging runs of one configuration.
 //!
 //! ```text
-//! cargo run --release --bin peerkv-bench -- --nodes 100 --keys 200 --out bench/n100.json
+//! cargo run --release --bin peerkv-bench -- --nodes 100 --keys 200 --system all --seed 1,2,3 --out bench/n100.json
 //! cargo run --release --bin peerkv-bench -- --plot bench/n*.json --svg bench/get_latency.svg --table bench/results.md
 //! ```
 //!
-//! Layout: `peer.rs` (one interface over both systems), `kad_node.rs` (the libp2p-kad
-//! baseline peer), `workload.rs` (phases and measurement), `sys.rs` (`/proc` readings),
-//! `child.rs` (child processes and network namespaces), `report.rs` (JSON, Markdown, SVG).
+//! Layout: `peer.rs` (one interface over the systems), `kad_node.rs` (the libp2p-kad
+//! baseline peer) and `quorum_read.rs` (its get's stop rule), `workload.rs` (phases and
+//! measurement), `sys.rs` (`/proc` readings), `child.rs` (child processes and network
+//! namespaces), `report/` (JSON, merging over seeds, Markdown, SVG).
 
 mod child;
 mod kad_node;
 mod peer;
+mod quorum_read;
 mod report;
 mod sys;
 mod workload;
@@ -32,17 +38,39 @@ use clap::Parser;
 
 use child::Isolate;
 use peer::{PeerParams, System};
-use report::{Machine, Params, RunDoc};
+use report::{Machine, MergedDoc, Params, RunDoc};
 
 /// Which systems a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Systems {
-    /// peerkv's value protocol.
+    /// peerkv's value protocol (a get waits for Q of R).
     Peerkv,
-    /// The libp2p-kad baseline.
+    /// The libp2p-kad baseline (a get answers with the first record).
     Kad,
-    /// Both, one after the other, same parameters.
+    /// peerkv with read quorum 1.
+    #[value(name = "peerkv-q1")]
+    PeerkvQ1,
+    /// libp2p-kad waiting for records from Q distinct peers.
+    #[value(name = "kad-q3")]
+    KadQ3,
+    /// peerkv and kad, one after the other, same parameters.
     Both,
+    /// All four: peerkv-q1, kad, peerkv, kad-q3 (each pair at equal consistency side by side).
+    All,
+}
+
+impl Systems {
+    /// The systems, in the order of the document's columns.
+    fn list(self) -> Vec<System> {
+        match self {
+            Systems::Peerkv => vec![System::Peerkv],
+            Systems::Kad => vec![System::Kad],
+            Systems::PeerkvQ1 => vec![System::PeerkvQ1],
+            Systems::KadQ3 => vec![System::KadQ3],
+            Systems::Both => vec![System::Peerkv, System::Kad],
+            Systems::All => vec![System::PeerkvQ1, System::Kad, System::Peerkv, System::KadQ3],
+        }
+    }
 }
 
 /// peerkv measured side by side with plain libp2p-kad: N peers in one process on 127.0.0.1.
@@ -70,9 +98,11 @@ struct Cli {
     /// libp2p-kad's replication factor (its default is 20).
     #[arg(long, default_value_t = 20)]
     kad_replication: usize,
-    /// Seed of keys, values, putters, getters and the bootstrap tree.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seeds of keys, values, putters, getters and the bootstrap tree: `1,2,3` runs the whole
+    /// benchmark once per seed (JSON and table per seed beside --out as NAME-seedS.json, and the
+    /// merged document with medians and spreads at --out).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "1")]
+    seed: Vec<u64>,
     /// Systems to run.
     #[arg(long, value_enum, default_value_t = Systems::Both)]
     system: Systems,
@@ -155,7 +185,7 @@ fn write_quorum(cli: &Cli) -> usize {
     peerkv::placement::majority(cli.replication.min(cli.nodes.max(1)))
 }
 
-fn params(cli: &Cli, fd_high_water: usize) -> Params {
+fn params(cli: &Cli, seed: u64, fd_high_water: usize) -> Params {
     Params {
         nodes: cli.nodes,
         keys: cli.keys,
@@ -166,7 +196,7 @@ fn params(cli: &Cli, fd_high_water: usize) -> Params {
         write_quorum: write_quorum(cli),
         read_quorum: write_quorum(cli),
         kad_replication: cli.kad_replication,
-        seed: cli.seed,
+        seed,
         op_timeout_s: cli.timeout,
         idle_timeout_s: cli.idle_timeout,
         kad_lazy: cli.kad_lazy,
@@ -189,6 +219,15 @@ fn check(cli: &Cli) -> Res<()> {
             return Err(format!("{name} must be above 0 and at most 3600 s"));
         }
     }
+    let mut seeds = cli.seed.clone();
+    seeds.sort_unstable();
+    seeds.dedup();
+    if seeds.len() != cli.seed.len() {
+        return Err(format!(
+            "--seed {:?} names a seed twice: each seed's run writes a file of its own",
+            cli.seed
+        ));
+    }
     Ok(())
 }
 
@@ -200,16 +239,20 @@ fn secs(s: f64) -> Duration {
 fn run_child(cli: &Cli, system: System) -> Res<()> {
     check(cli)?;
     let out = cli.child_out.clone().ok_or("--child needs --child-out")?;
+    let seed = match cli.seed.as_slice() {
+        [seed] => *seed,
+        _ => return Err("--child runs one seed".into()),
+    };
     let limit = sys::raise_nofile_limit() as usize;
     let fd_high_water = cli.fd_high_water.unwrap_or(limit * 7 / 10);
-    let p = params(cli, fd_high_water);
+    let p = params(cli, seed, fd_high_water);
     let w = workload::Workload {
         system,
         nodes: cli.nodes,
         keys: cli.keys,
         concurrency: cli.concurrency,
         concurrent_ops: p.concurrent_ops,
-        seed: cli.seed,
+        seed,
         peer: PeerParams {
             replication: cli.replication,
             kad_replication: NonZeroUsize::new(cli.kad_replication).ok_or("--kad-replication 0")?,
@@ -218,6 +261,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
             kad_lazy: cli.kad_lazy,
             value_size: cli.value_size,
             keys: cli.keys,
+            read_quorum: NonZeroUsize::new(p.read_quorum).ok_or("read quorum 0")?,
         },
         write_quorum: NonZeroUsize::new(p.write_quorum).ok_or("write quorum 0")?,
         settle_timeout: secs(cli.settle_timeout.unwrap_or(60.0 + cli.nodes as f64 / 5.0)),
@@ -236,7 +280,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
     Ok(())
 }
 
-fn child_args(cli: &Cli, system: System, out: &Path, isolated: bool) -> Vec<String> {
+fn child_args(cli: &Cli, system: System, seed: u64, out: &Path, isolated: bool) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "--child".into(),
         system.name().into(),
@@ -255,7 +299,7 @@ fn child_args(cli: &Cli, system: System, out: &Path, isolated: bool) -> Vec<Stri
         "--kad-replication".into(),
         cli.kad_replication.to_string(),
         "--seed".into(),
-        cli.seed.to_string(),
+        seed.to_string(),
         "--timeout".into(),
         cli.timeout.to_string(),
         "--idle-timeout".into(),
@@ -281,29 +325,49 @@ fn child_args(cli: &Cli, system: System, out: &Path, isolated: bool) -> Vec<Stri
     a
 }
 
-/// Runs each system in a child process and assembles the document.
-fn run_parent(cli: &Cli) -> Res<()> {
-    check(cli)?;
-    let systems = match cli.system {
-        Systems::Peerkv => vec![System::Peerkv],
-        Systems::Kad => vec![System::Kad],
-        Systems::Both => vec![System::Peerkv, System::Kad],
-    };
-    let isolated = match cli.isolate {
-        Isolate::Off => false,
-        Isolate::Auto => child::netns_available(),
-        Isolate::On => {
-            if !child::netns_available() {
-                return Err("--isolate on: cannot create a network namespace here (needs root, unshare and ip)".into());
-            }
-            true
-        }
-    };
-    let limit = sys::raise_nofile_limit();
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+/// The order the systems of the `index`-th seed run in: as listed for even indices, reversed
+/// for odd ones, so that over several seeds no system always runs first (or always right after
+/// another) while the machine drifts.
+fn run_order(systems: &[System], index: usize) -> Vec<System> {
+    let mut order = systems.to_vec();
+    if index % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
+/// Where the run of `seed` goes when several seeds run: `DIR/NAME-seedS.json` beside `out`.
+fn seed_path(out: &Path, seed: u64) -> PathBuf {
+    let stem = out.file_stem().map_or_else(|| "bench".into(), |s| s.to_string_lossy());
+    out.with_file_name(format!("{stem}-seed{seed}.json"))
+}
+
+/// Writes `json` to `path` and `table` beside it (`.md`), creating the folder.
+fn write_out(path: &Path, json: Vec<u8>, table: &str) -> Res<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    let md = path.with_extension("md");
+    std::fs::write(&md, table).map_err(|e| format!("{}: {e}", md.display()))?;
+    eprintln!("peerkv-bench: wrote {} and {}", path.display(), md.display());
+    Ok(())
+}
+
+/// Everything one seed's run needs besides the command line.
+struct RunEnv {
+    exe: PathBuf,
+    isolated: bool,
+    nofile_limit: u64,
+}
+
+/// Runs each system for `seed` in a child process and assembles the document; the systems
+/// that failed are listed in the second value.
+fn run_seed(cli: &Cli, env: &RunEnv, seed: u64, index: usize) -> (RunDoc, Vec<String>) {
+    let limit = env.nofile_limit;
     let mut doc = RunDoc {
         schema: report::SCHEMA.into(),
-        params: params(cli, cli.fd_high_water.unwrap_or(limit as usize * 7 / 10)),
+        params: params(cli, seed, cli.fd_high_water.unwrap_or(limit as usize * 7 / 10)),
         machine: Machine {
             cores: std::thread::available_parallelism().map_or(0, NonZeroUsize::get),
             kernel: sys::kernel(),
@@ -316,60 +380,111 @@ fn run_parent(cli: &Cli) -> Res<()> {
         },
         ..RunDoc::default()
     };
+    let systems = cli.system.list();
     let mut failures = Vec::new();
-    for system in systems {
+    for system in run_order(&systems, index) {
         let out = std::env::temp_dir().join(format!(
-            "peerkv-bench-{}-{}.json",
+            "peerkv-bench-{}-{}-seed{seed}.json",
             std::process::id(),
             system.name()
         ));
-        let args = child_args(cli, system, &out, isolated);
+        let args = child_args(cli, system, seed, &out, env.isolated);
         eprintln!(
-            "peerkv-bench: {} with N = {}, K = {}{}",
+            "peerkv-bench: {} with N = {}, K = {}, seed {seed}{}",
             system.name(),
             cli.nodes,
             cli.keys,
-            if isolated { " (own network namespace)" } else { "" }
+            if env.isolated { " (own network namespace)" } else { "" }
         );
-        let ran = child::run_child(&exe, &args, isolated, Duration::from_secs(cli.run_timeout));
+        let ran =
+            child::run_child(&env.exe, &args, env.isolated, Duration::from_secs(cli.run_timeout));
         let read = ran.and_then(|()| {
             let text = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", out.display()))
         });
         let _ = std::fs::remove_file(&out);
         // A system that fails or runs past --run-timeout is reported as such; the other
-        // system's figures are kept.
+        // systems' figures are kept.
         match read {
             Ok(result) => doc.systems.push(result),
             Err(e) => {
-                eprintln!("peerkv-bench: {}: {e}", system.name());
-                failures.push(format!("{}: {e}", system.name()));
+                eprintln!("peerkv-bench: {} (seed {seed}): {e}", system.name());
+                failures.push(format!("{} (seed {seed}): {e}", system.name()));
             }
         }
     }
+    // The document lists the systems in the order of `--system`, whatever order they ran in.
+    doc.systems.sort_by_key(|s| systems.iter().position(|x| x.name() == s.system));
     doc.compute_ratios();
     doc.not_measured = vec![
         "lookup hops of libp2p-kad: it reports requests per query, not hops (peerkv reports the hops of its gets: hops_per_op)".into(),
     ];
     doc.not_measured.extend(failures.iter().map(|f| format!("no figures for {f}")));
-    let table = report::markdown(&doc);
-    println!("{table}");
-    if let Some(ratios) = &doc.ratios {
-        println!(
-            "peerkv / kad: get median {}, get p99 {}",
-            ratios.get_median.map_or_else(|| "–".into(), |r| format!("{r:.2}")),
-            ratios.get_p99.map_or_else(|| "–".into(), |r| format!("{r:.2}"))
-        );
+    (doc, failures)
+}
+
+/// The get ratios of each comparison in `doc`, one line each.
+fn ratio_lines(doc: &RunDoc) -> String {
+    let show = |r: Option<f64>| r.map_or_else(|| "–".into(), |r| format!("{r:.2}"));
+    let mut lines = String::new();
+    let legacy = doc.ratios.iter().map(|r| ("peerkv / kad", r));
+    for (name, r) in legacy.chain(doc.pairs.iter().map(|p| (p.name.as_str(), &p.ratios))) {
+        lines.push_str(&format!(
+            "{name}: get median {}, get p99 {}\n",
+            show(r.get_median),
+            show(r.get_p99)
+        ));
     }
-    if let Some(path) = &cli.out {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    lines
+}
+
+/// Runs every seed, each system in a child process, and writes the documents.
+fn run_parent(cli: &Cli) -> Res<()> {
+    check(cli)?;
+    let isolated = match cli.isolate {
+        Isolate::Off => false,
+        Isolate::Auto => child::netns_available(),
+        Isolate::On => {
+            if !child::netns_available() {
+                return Err("--isolate on: cannot create a network namespace here (needs root, unshare and ip)".into());
+            }
+            true
         }
-        let json = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
-        let md = path.with_extension("md");
-        std::fs::write(&md, table).map_err(|e| format!("{}: {e}", md.display()))?;
-        eprintln!("peerkv-bench: wrote {} and {}", path.display(), md.display());
+    };
+    let env = RunEnv {
+        exe: std::env::current_exe().map_err(|e| format!("own path: {e}"))?,
+        isolated,
+        nofile_limit: sys::raise_nofile_limit(),
+    };
+    let several = cli.seed.len() > 1;
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    for (index, seed) in cli.seed.iter().enumerate() {
+        let (doc, failed) = run_seed(cli, &env, *seed, index);
+        failures.extend(failed);
+        let table = report::markdown(&doc);
+        println!("{table}");
+        print!("{}", ratio_lines(&doc));
+        if let Some(out) = &cli.out {
+            let path = if several { seed_path(out, *seed) } else { out.clone() };
+            let json = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
+            write_out(&path, json, &table)?;
+        }
+        runs.push(doc);
+    }
+    if several {
+        let merged = report::merge(&runs.iter().collect::<Vec<_>>());
+        let mut table = report::markdown_merged(&merged);
+        println!("\n{table}");
+        for run in &runs {
+            table.push('\n');
+            table.push_str(&report::markdown(run));
+        }
+        if let Some(out) = &cli.out {
+            let doc = MergedDoc { schema: report::MERGED_SCHEMA.into(), merged, runs };
+            let json = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
+            write_out(out, json, &table)?;
+        }
     }
     if failures.is_empty() {
         Ok(())
@@ -378,7 +493,8 @@ fn run_parent(cli: &Cli) -> Res<()> {
     }
 }
 
-/// Plot mode: several documents → one SVG and one Markdown file.
+/// Plot mode: several documents → one SVG and one Markdown file. A merged document stands for
+/// its runs; a run given twice (its own file and in a merged document) counts once.
 fn plot(cli: &Cli) -> Res<()> {
     let mut docs = Vec::new();
     let mut opendht = Vec::new();
@@ -390,10 +506,19 @@ fn plot(cli: &Cli) -> Res<()> {
             opendht.push(o);
             continue;
         }
-        let doc: RunDoc =
-            serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
-        docs.push(doc);
+        let merged =
+            value.get("schema").and_then(serde_json::Value::as_str) == Some(report::MERGED_SCHEMA);
+        if merged {
+            let doc: MergedDoc =
+                serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
+            docs.extend(doc.runs);
+        } else {
+            let doc: RunDoc =
+                serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
+            docs.push(doc);
+        }
     }
+    // Stable: of one N, the document given first stays first (its configuration is plotted).
     docs.sort_by_key(|d| d.params.nodes);
     opendht.sort_by_key(|o| o.nodes);
     for path in [&cli.svg, &cli.table] {
@@ -406,4 +531,35 @@ fn plot(cli: &Cli) -> Res<()> {
         .map_err(|e| format!("{}: {e}", cli.table.display()))?;
     eprintln!("peerkv-bench: wrote {} and {}", cli.svg.display(), cli.table.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_seeds_run_the_systems_in_reverse() {
+        let all = Systems::All.list();
+        assert_eq!(run_order(&all, 0), all);
+        let mut reversed = all.clone();
+        reversed.reverse();
+        assert_eq!(run_order(&all, 1), reversed);
+    }
+
+    #[test]
+    fn each_seed_writes_beside_the_merged_document() {
+        let out = Path::new("/tmp/b/n100.json");
+        assert_eq!(seed_path(out, 2), Path::new("/tmp/b/n100-seed2.json"));
+    }
+
+    #[test]
+    fn seeds_parse_as_a_comma_list() {
+        let cli =
+            Cli::try_parse_from(["peerkv-bench", "--seed", "1,2,3", "--system", "all"]).unwrap();
+        assert_eq!(cli.seed, [1, 2, 3]);
+        assert_eq!(cli.system, Systems::All);
+        assert!(check(&cli).is_ok());
+        let twice = Cli::try_parse_from(["peerkv-bench", "--seed", "1,1"]).unwrap();
+        assert!(check(&twice).is_err());
+    }
 }

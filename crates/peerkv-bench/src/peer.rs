@@ -7,13 +7,21 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::kad_node::{KadParams, KadPeer};
 
-/// Which system a run measures.
+/// Which system a run measures: two implementations, each read two ways. Side by side at equal
+/// consistency: `peerkv-q1` with `kad` (a get answers with the first record), `peerkv` with
+/// `kad-q3` (a get waits for Q answers, a majority of R: 3 at R = 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum System {
-    /// peerkv's value protocol.
+    /// peerkv's value protocol with its default read quorum Q (a majority of R).
     Peerkv,
-    /// libp2p-kad's own records (the baseline).
+    /// libp2p-kad's own records (the baseline): a get answers with the first record.
     Kad,
+    /// peerkv with read quorum 1: a get answers with the first replica's record.
+    #[value(name = "peerkv-q1")]
+    PeerkvQ1,
+    /// libp2p-kad whose get waits for records from Q distinct peers (or the query's end).
+    #[value(name = "kad-q3")]
+    KadQ3,
 }
 
 impl System {
@@ -22,6 +30,21 @@ impl System {
         match self {
             System::Peerkv => "peerkv",
             System::Kad => "kad",
+            System::PeerkvQ1 => "peerkv-q1",
+            System::KadQ3 => "kad-q3",
+        }
+    }
+
+    /// Whether its peers are libp2p-kad baseline peers (else peerkv nodes).
+    pub fn is_kad(self) -> bool {
+        matches!(self, System::Kad | System::KadQ3)
+    }
+
+    /// Answers (records from distinct peers) a get waits for, given peerkv's read quorum `q`.
+    pub fn read_quorum(self, q: NonZeroUsize) -> NonZeroUsize {
+        match self {
+            System::Peerkv | System::KadQ3 => q,
+            System::Kad | System::PeerkvQ1 => NonZeroUsize::MIN,
         }
     }
 }
@@ -48,6 +71,9 @@ pub struct GetOut {
     pub replicas: Option<usize>,
     /// Answered from the local store.
     pub local: bool,
+    /// Answered with fewer records than the read quorum, because the query ended first
+    /// (libp2p-kad with a quorum above 1).
+    pub short: bool,
 }
 
 /// How a lookup went.
@@ -89,6 +115,9 @@ pub struct PeerParams {
     pub value_size: usize,
     /// Keys in the run (sizes libp2p-kad's record store).
     pub keys: usize,
+    /// peerkv's default read quorum Q (a majority of R); the systems that wait for Q answers
+    /// use it, the others 1.
+    pub read_quorum: NonZeroUsize,
 }
 
 /// A running peer of either system.
@@ -111,10 +140,13 @@ impl Peer {
     /// When the peer cannot start.
     pub async fn spawn(system: System, p: &PeerParams) -> Result<(Peer, Multiaddr), String> {
         match system {
-            System::Peerkv => {
-                // Quorums stay at peerkv's default: a majority of the replicas (W = Q).
+            System::Peerkv | System::PeerkvQ1 => {
+                // The write quorum stays at peerkv's default, a majority of the replicas; so
+                // does the read quorum of `peerkv` (W = Q), while `peerkv-q1` reads with 1.
+                let read_quorum = (system == System::PeerkvQ1).then_some(1);
                 let config = peerkv::Config {
                     replication: p.replication,
+                    read_quorum,
                     timeout: p.op_timeout,
                     idle_connection_timeout: p.idle_timeout,
                     max_value_size: p.value_size.max(peerkv::config::DEFAULT_MAX_VALUE_SIZE),
@@ -130,7 +162,7 @@ impl Peer {
                     .ok_or_else(|| "peerkv node has no listen address".to_owned())?;
                 Ok((Peer::Peerkv(node), addr))
             }
-            System::Kad => {
+            System::Kad | System::KadQ3 => {
                 let params = KadParams {
                     replication: p.kad_replication,
                     op_timeout: p.op_timeout,
@@ -138,6 +170,7 @@ impl Peer {
                     lazy: p.kad_lazy,
                     value_size: p.value_size,
                     max_records: p.keys + 1024,
+                    read_quorum: system.read_quorum(p.read_quorum),
                 };
                 let peer = KadPeer::spawn(&params).await?;
                 let addr = peer.addr();
@@ -190,6 +223,7 @@ impl Peer {
                     hops: Some(report.hops),
                     replicas: Some(report.replicas),
                     local: false,
+                    short: false,
                 })
             }
             Peer::Kad(k) => k.get(key).await,
@@ -255,21 +289,20 @@ impl Peer {
 /// placement ranking, libp2p-kad's replication-factor closest by Kademlia distance.
 pub fn designated_holders(system: System, key: &str, ids: &[PeerId], p: &PeerParams) -> Vec<usize> {
     let index = |id: &PeerId| ids.iter().position(|x| x == id);
-    match system {
-        System::Peerkv => peerkv::placement::rank(key, ids.iter().copied())
+    if system.is_kad() {
+        let target = libp2p::kad::KBucketKey::new(libp2p::kad::RecordKey::new(&key));
+        let mut by_distance: Vec<(libp2p::kad::KBucketDistance, usize)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (target.distance(&libp2p::kad::KBucketKey::from(*id)), i))
+            .collect();
+        by_distance.sort();
+        by_distance.into_iter().take(p.kad_replication.get()).map(|(_, i)| i).collect()
+    } else {
+        peerkv::placement::rank(key, ids.iter().copied())
             .iter()
             .take(p.replication)
             .filter_map(index)
-            .collect(),
-        System::Kad => {
-            let target = libp2p::kad::KBucketKey::new(libp2p::kad::RecordKey::new(&key));
-            let mut by_distance: Vec<(libp2p::kad::KBucketDistance, usize)> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (target.distance(&libp2p::kad::KBucketKey::from(*id)), i))
-                .collect();
-            by_distance.sort();
-            by_distance.into_iter().take(p.kad_replication.get()).map(|(_, i)| i).collect()
-        }
+            .collect()
     }
 }

@@ -132,6 +132,8 @@ struct Acc {
     replicas: Vec<usize>,
     local_hits: usize,
     evicted: usize,
+    /// Gets answered with fewer records than the read quorum (the query ended first).
+    below_quorum: usize,
     throttled_s: f64,
     errors: Vec<String>,
 }
@@ -169,6 +171,7 @@ impl Acc {
             ops_per_s: (seconds > 0.0 && self.ops > 0).then(|| self.ok as f64 / seconds),
             local_hits: self.local_hits,
             evicted: self.evicted,
+            below_quorum: self.below_quorum,
             requests_per_op: Self::mean(&self.requests),
             hops_per_op: Self::mean(&self.hops),
             hops_max: self.hops.iter().max().copied(),
@@ -409,6 +412,9 @@ async fn timed_get(peer: &Peer, key: &str, want: &[u8], limit: Duration, acc: &R
     match result {
         Ok(Ok(out)) if out.value.as_deref() == Some(want) => {
             acc.ok += 1;
+            if out.short {
+                acc.below_quorum += 1;
+            }
             if out.local {
                 // A local read is no network get: counted apart, not in the latencies.
                 acc.local_hits += 1;
@@ -442,6 +448,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
     let (fds, sampler) = FdGauge::start();
     let mut result = SystemResult {
         system: w.system.name().into(),
+        read_quorum: Some(w.system.read_quorum(w.peer.read_quorum).get()),
         nodes: w.nodes,
         isolated_network: w.isolated,
         ..SystemResult::default()
@@ -661,12 +668,17 @@ fn not_measured(w: &Workload) -> Vec<String> {
         "lookup hops: libp2p-kad's QueryStats counts requests, not hops; peerkv reports them for gets (hops_per_op), not for its put's libp2p-kad lookup".to_owned(),
     ];
     match w.system {
-        System::Peerkv => out.push(
+        System::Peerkv | System::PeerkvQ1 => out.push(
             "requests_per_op of puts and lookups: peerkv's API reports the Fetch requests of a get (requests_per_op of gets), not the Kademlia requests of a put's lookup; the kad system's lookup row is the same libp2p-kad lookup on default settings".into(),
         ),
-        System::Kad => out.push(
+        System::Kad | System::KadQ3 => out.push(
             "replicas_per_op: libp2p-kad reports requests (requests_per_op), not which peers stored or answered".into(),
         ),
+    }
+    if w.system == System::KadQ3 {
+        out.push(
+            "versions: libp2p-kad records carry none, so a kad-q3 get answers with the value most of its Q peers returned (the first found among equals), not the newest; each key is put once here, so they agree".into(),
+        );
     }
     if !w.isolated {
         out.push(

@@ -1,5 +1,7 @@
-//! Smoke run of the benchmark binary (N = 10, K = 50, both systems): every operation
-//! succeeds, the JSON document has every field, and plot mode reads it back. Never a time.
+//! Smoke runs of the benchmark binary: N = 10, K = 50, peerkv and kad (every operation
+//! succeeds, the JSON document has every field, plot mode reads it back); and N = 10, K = 10,
+//! all four systems with two seeds (each seed's document, the merged one, plot mode merging
+//! them). Never a time.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -67,6 +69,7 @@ const TOP: &[&str] = &[
     "ratios/concurrent_ops_per_s",
     "ratios/rss_per_peer_after_workload",
     "ratios/cpu_s_per_get",
+    "pairs",
     "not_measured",
 ];
 
@@ -94,6 +97,7 @@ const SYSTEM: &[&str] = &[
     "memory/open_fds_after_workload",
     "memory/connections_after_workload",
     "load_average",
+    "read_quorum",
     "not_measured",
 ];
 
@@ -114,6 +118,7 @@ const PHASE: &[&str] = &[
     "ops_per_s",
     "local_hits",
     "evicted",
+    "below_quorum",
     "requests_per_op",
     "hops_per_op",
     "hops_max",
@@ -126,14 +131,16 @@ const PHASE: &[&str] = &[
     "errors",
 ];
 
-fn check_document(doc: &Value) {
+/// Checks a run's document: every field there, the systems `expect` ran, every operation of
+/// `keys` succeeded.
+fn check_document(doc: &Value, expect: &[&str], keys: u64) {
     for path in TOP {
         field(doc, path);
     }
     assert_eq!(field(doc, "schema"), "peerkv-bench/1");
     let systems = field(doc, "systems").as_array().expect("systems is a list");
     let names: Vec<&str> = systems.iter().map(|s| s["system"].as_str().unwrap()).collect();
-    assert_eq!(names, ["peerkv", "kad"]);
+    assert_eq!(names, expect);
     for s in systems {
         let name = s["system"].as_str().unwrap();
         for path in SYSTEM {
@@ -156,12 +163,15 @@ fn check_document(doc: &Value) {
                 p["errors"]
             );
         }
-        assert_eq!(s["put"]["ops"], 50, "{name}");
-        assert_eq!(s["get"]["ops"], 50, "{name}");
+        assert_eq!(s["put"]["ops"], keys, "{name}");
+        assert_eq!(s["get"]["ops"], keys, "{name}");
         // Gets are timed from peers without a copy: none is a local read.
         assert_eq!(s["get"]["local_hits"], 0, "{name}");
-        assert_eq!(s["get"]["latency"]["samples"], 50, "{name}");
-        if name == "peerkv" {
+        assert_eq!(s["get"]["latency"]["samples"], keys, "{name}");
+        // A get waits for Q = 3 answers (peerkv, kad-q3) or the first (kad, peerkv-q1).
+        let quorum = if matches!(name, "peerkv" | "kad-q3") { 3 } else { 1 };
+        assert_eq!(s["read_quorum"], quorum, "{name}");
+        if name.starts_with("peerkv") {
             // peerkv reports the requests and round trips of its gets: at least one each, and
             // in a settled 10-peer overlay every table holds the replicas: one round trip (two
             // if a table missed a peer for a moment).
@@ -203,7 +213,7 @@ fn smoke_run_succeeds_and_reports_every_field() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "peerkv-bench failed:\n{stderr}");
     let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    check_document(&doc);
+    check_document(&doc, &["peerkv", "kad"], 50);
     let table = std::fs::read_to_string(json.with_extension("md")).unwrap();
     assert!(table.contains("| get (no local copy) median, ms |"), "{table}");
 
@@ -220,6 +230,82 @@ fn smoke_run_succeeds_and_reports_every_field() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let drawn = std::fs::read_to_string(&svg).unwrap();
-    assert!(drawn.contains("<svg") && drawn.contains("peerkv median"), "{drawn}");
+    assert!(drawn.contains("<svg") && drawn.contains("peerkv (Q = 3) median"), "{drawn}");
     assert!(Path::new(&md).exists());
+}
+
+#[test]
+fn all_four_systems_with_two_seeds_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("n10.json");
+    let out = bench(&[
+        "--nodes",
+        "10",
+        "--keys",
+        "10",
+        "--concurrency",
+        "4",
+        "--system",
+        "all",
+        "--seed",
+        "7,8",
+        "--out",
+        json.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "peerkv-bench failed:\n{stderr}");
+    let all = ["peerkv-q1", "kad", "peerkv", "kad-q3"];
+    for seed in [7, 8] {
+        let path = dir.path().join(format!("n10-seed{seed}.json"));
+        let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        check_document(&doc, &all, 10);
+        assert_eq!(doc["params"]["seed"], seed);
+        let pairs: Vec<&str> =
+            doc["pairs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(pairs, ["q1: peerkv-q1 / kad", "q3: peerkv / kad-q3"]);
+        assert!(field(&doc, "pairs/1/ratios/get_median").is_number());
+    }
+
+    // The merged document: each system and pair over both seeds.
+    let merged: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(field(&merged, "schema"), "peerkv-bench-merged/1");
+    assert_eq!(field(&merged, "merged/seeds"), &serde_json::json!([7, 8]));
+    assert_eq!(field(&merged, "runs").as_array().unwrap().len(), 2);
+    for (i, name) in all.iter().enumerate() {
+        assert_eq!(field(&merged, &format!("merged/systems/{i}/system")), name);
+        let get = field(&merged, &format!("merged/systems/{i}/figures/get_median_ms"));
+        assert_eq!(get["runs"], 2, "{name}");
+        let (lo, median, hi) = (
+            get["lo"].as_f64().unwrap(),
+            get["median"].as_f64().unwrap(),
+            get["hi"].as_f64().unwrap(),
+        );
+        assert!(lo <= median && median <= hi, "{name}: {get}");
+    }
+    let table = std::fs::read_to_string(json.with_extension("md")).unwrap();
+    assert!(table.contains("median of 2 runs (seeds 7, 8)"), "{table}");
+    assert!(table.contains("| q3: peerkv / kad-q3 |"), "{table}");
+
+    // Plot mode merges the seeds' documents, and counts a run given twice once.
+    let svg = dir.path().join("plot.svg");
+    let md = dir.path().join("all.md");
+    let seed7 = dir.path().join("n10-seed7.json");
+    let seed8 = dir.path().join("n10-seed8.json");
+    let out = bench(&[
+        "--plot",
+        json.to_str().unwrap(),
+        seed7.to_str().unwrap(),
+        seed8.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+        "--table",
+        md.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    for line in ["peerkv-q1 (first record) median", "kad-q3 (Q = 3) median", "median of 2 seeds"] {
+        assert!(drawn.contains(line), "the plot lacks {line}");
+    }
+    let summary = std::fs::read_to_string(&md).unwrap();
+    assert!(summary.contains("| 10 | 2 runs (seeds 7, 8)"), "{summary}");
 }
