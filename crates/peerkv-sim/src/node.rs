@@ -7,6 +7,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use peerkv::clock::Clock;
+use peerkv::core::members::{Members, MEMBERS_CAP};
 use peerkv::core::membership::Suspects;
 use peerkv::core::replica::{self, Holdings, Limits};
 use peerkv::core::{
@@ -79,6 +80,8 @@ pub enum Purpose {
     Digest,
     /// Upkeep's StoreMany.
     Push,
+    /// A members exchange.
+    Exchange,
     /// Kademlia's FIND_NODE of a rejoin; with `cascade`, the peers its answer names are
     /// greeted too (one step of a lookup, never more).
     Hello {
@@ -186,6 +189,10 @@ pub struct Node {
     /// failed replicas until they talk again, and redialed by the rejoin timer, as the node's
     /// suspects are.
     pub suspects: Suspects,
+    /// The one-hop view: where searches start, what Fetch answers name, upkeep's replicas.
+    pub members: Members,
+    /// Where the next members exchange answer starts in key order.
+    pub share_offset: usize,
     /// R.
     pub replication: usize,
 }
@@ -210,6 +217,8 @@ impl Node {
             upkeep: Upkeep::default(),
             upkeep_soon: false,
             suspects: Suspects::default(),
+            members: Members::new(id, MEMBERS_CAP),
+            share_offset: 0,
             replication: 5,
         }
     }
@@ -243,8 +252,7 @@ impl Node {
         t: u64,
         verify: bool,
     ) -> Result<Vec<Out>, peerkv::Error> {
-        let target = crate::routing::record_key(&key);
-        let nearest = self.table.nearest(&target, 2 * config.replication);
+        let nearest = self.members.nearest(&key, 2 * config.replication);
         let suspects = self.suspects.near(&key, config.replication);
         let view = View { nearest, suspects, connected: true };
         let now = self.now(t);
@@ -322,7 +330,9 @@ impl Node {
                         request: Request::Store { record },
                     });
                 }
-                Action::Learn { .. } => {}
+                Action::Learn { peer, addrs } => {
+                    self.members.named(peer, &addrs, Duration::from_micros(t));
+                }
                 Action::Reply(outcome) => out.push(Out::Reply { op: op_id, outcome }),
             }
         }
@@ -343,27 +353,30 @@ impl Node {
     /// Answers `request` from `from` with the node's replica code; writes land first.
     pub fn serve(&mut self, from: PeerId, request: Request, t: u64) -> Response {
         let now = self.now(t);
+        if let Request::Members { max } = request {
+            self.share_offset = self.share_offset.wrapping_add(usize::from(max));
+            return self.members.answer(max, self.share_offset, Duration::from_micros(t));
+        }
         if let Request::Summary { buckets } = request {
-            let peers = self.table.peers();
             let r = self.replication;
-            return upkeep::answer_summary(from, buckets, &self.store, self.id, &peers, r, now);
+            return upkeep::answer_summary(
+                from,
+                buckets,
+                &self.store,
+                self.id,
+                &self.members,
+                r,
+                now,
+            );
         }
         let limits = Limits {
             max_value_size: 1 << 20,
             max_records: usize::MAX,
             max_store_bytes: usize::MAX,
         };
-        let mut near = |key: &str, n: usize| {
-            let target = crate::routing::record_key(key);
-            replica::Near {
-                peers: self
-                    .table
-                    .nearest(&target, n)
-                    .into_iter()
-                    .map(|p| (p, Vec::new()))
-                    .collect(),
-                down: self.suspects.near(key, n),
-            }
+        let mut near = |key: &str, n: usize| replica::Near {
+            peers: self.members.nearest_with_addrs(key, n),
+            down: self.suspects.near(key, n),
         };
         let served = replica::serve(request, from != self.id, &self.store, &mut near, limits, now);
         for w in served.writes {
@@ -377,9 +390,8 @@ impl Node {
 
     /// One upkeep round; returns what to send.
     pub fn upkeep_round(&mut self, config: UpkeepConfig, t: u64) -> Vec<Out> {
-        let peers = self.table.peers();
         let now = self.now(t);
-        let actions = self.upkeep.round(&self.store, self.id, &peers, config, now);
+        let actions = self.upkeep.round(&self.store, self.id, &self.members, config, now);
         self.carry_out(actions)
     }
 

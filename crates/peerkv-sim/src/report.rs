@@ -99,6 +99,10 @@ pub struct Report {
     pub bytes: u64,
     /// Upkeep rounds run.
     pub upkeep_rounds: u64,
+    /// Members tables (the one-hop view) at the end, over live peers: mean size ...
+    pub members_mean: f64,
+    /// ... and the smallest.
+    pub members_min: usize,
     /// Crashes injected.
     pub crashes: u64,
     /// Events processed.
@@ -199,7 +203,14 @@ impl Collector {
     }
 
     /// The report.
-    pub fn report(&self, cfg: &SimConfig, history: Verdict, events: u64, wall: Duration) -> Report {
+    pub fn report(
+        &self,
+        cfg: &SimConfig,
+        history: Verdict,
+        events: u64,
+        members: &[usize],
+        wall: Duration,
+    ) -> Report {
         let client = [&self.put, &self.get, &self.del];
         let count: u64 = client.iter().map(|s| s.count).sum();
         let ok: u64 = client.iter().map(|s| s.ok).sum();
@@ -235,6 +246,8 @@ impl Collector {
             messages: self.messages,
             bytes: self.bytes,
             upkeep_rounds: self.upkeep_rounds,
+            members_mean: members.iter().sum::<usize>() as f64 / members.len().max(1) as f64,
+            members_min: members.iter().copied().min().unwrap_or(0),
             crashes: self.crashes,
             events,
             history,

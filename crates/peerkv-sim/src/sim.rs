@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
+use peerkv::core::members::MEMBERS_CAP;
 use peerkv::core::membership::{self, Loss};
 use peerkv::core::{Input, OpConfig, Outcome, UpkeepConfig};
 use peerkv::protocol::{Request, Response};
@@ -33,6 +34,9 @@ const DOWN_MAX: u64 = 30 * SEC;
 /// Upkeep rounds: the period, and the delay after the routing table changed.
 const UPKEEP_EVERY: u64 = 60 * SEC;
 const UPKEEP_SOON: u64 = 2 * SEC;
+/// A peer's first members exchange comes within this after it joined (then the core's
+/// `Members::next_exchange` says when).
+const EXCHANGE_FIRST: u64 = 5 * SEC;
 /// The rejoin timer's period (whom it dials is the core's `membership::rejoin`).
 const REJOIN_EVERY: u64 = 5 * SEC;
 /// Quiet time between the workload's end and the final reads.
@@ -63,6 +67,7 @@ enum Event {
     Verify,
     Upkeep { node: usize, periodic: bool },
     Rejoin { node: usize },
+    Exchange { node: usize },
     ChurnTick,
     Restart { node: usize },
 }
@@ -141,7 +146,9 @@ pub fn run(cfg: &SimConfig) -> Report {
     sim.schedule_workload();
     sim.run_events();
     let verdict = sim.history.check();
-    sim.collect.report(cfg, verdict, sim.events, wall.elapsed())
+    let members: Vec<usize> =
+        sim.nodes.iter().filter(|n| n.alive).map(|n| n.members.len()).collect();
+    sim.collect.report(cfg, verdict, sim.events, &members, wall.elapsed())
 }
 
 impl Sim {
@@ -218,6 +225,9 @@ impl Sim {
             let via = self.rng.gen_range(0..i);
             let own = self.nodes[i].key;
             self.lookup(i, via, own);
+            // A joiner's first members exchange, with the peer it joined through.
+            let share = self.nodes[via].members.share(MEMBERS_CAP, 0, Duration::ZERO);
+            self.nodes[i].members.merge(share, Duration::ZERO);
             let nearest = self.nodes[i].table.nearest(&own, 1);
             let Some(closest) = nearest.first().and_then(|p| self.index_of.get(p)) else {
                 continue;
@@ -273,6 +283,9 @@ impl Sim {
             (self.nodes[a].id, self.nodes[a].key, self.nodes[b].id, self.nodes[b].key);
         self.nodes[a].suspects.heard(&idb);
         self.nodes[b].suspects.heard(&ida);
+        let now = Duration::from_micros(self.now);
+        self.nodes[a].members.seen(idb, &[], now);
+        self.nodes[b].members.seen(ida, &[], now);
         let new_b = !self.nodes[a].table.contains(&idb, &kb) && self.nodes[a].table.insert(idb, kb);
         let new_a = !self.nodes[b].table.contains(&ida, &ka) && self.nodes[b].table.insert(ida, ka);
         if new_b {
@@ -319,6 +332,9 @@ impl Sim {
         for node in 0..self.nodes.len() {
             let phase = self.rng.gen_range(0..UPKEEP_EVERY);
             self.at(phase, Event::Upkeep { node, periodic: true });
+            // A peer's first exchange follows its join closely (the overlay forms at 0).
+            let phase = self.rng.gen_range(0..EXCHANGE_FIRST);
+            self.at(phase, Event::Exchange { node });
         }
         if self.cfg.faults.churn {
             self.at(FAULTS_FROM, Event::ChurnTick);
@@ -351,6 +367,7 @@ impl Sim {
                 Event::Verify => self.verify(),
                 Event::Upkeep { node, periodic } => self.upkeep(node, periodic),
                 Event::Rejoin { node } => self.rejoin(node),
+                Event::Exchange { node } => self.exchange(node),
                 Event::ChurnTick => self.churn_tick(),
                 Event::Restart { node } => self.restart(node),
             }
@@ -499,6 +516,11 @@ impl Sim {
                 let out = self.nodes[node].upkeep_answer(peer, purpose, response, cfg);
                 self.handle(node, out);
             }
+            Purpose::Exchange => {
+                if let Response::Members { peers } = response {
+                    self.nodes[node].members.merge(peers, Duration::from_micros(self.now));
+                }
+            }
             Purpose::Repair | Purpose::Push | Purpose::Hello { .. } => {}
         }
     }
@@ -531,6 +553,7 @@ impl Sim {
         }
         let now = Duration::from_micros(self.now);
         self.nodes[node].suspects.lost(peer, loss, Vec::new(), now);
+        self.nodes[node].members.lost(&peer, now);
         if !self.rejoin_pending[node] {
             self.rejoin_pending[node] = true;
             self.at(self.now + REJOIN_EVERY, Event::Rejoin { node });
@@ -738,6 +761,26 @@ impl Sim {
         let out = self.nodes[node].upkeep_round(cfg, self.now);
         self.collect.upkeep_round();
         self.handle(node, out);
+    }
+
+    /// A members exchange: ask one member (drawn at random among those this peer talked
+    /// with) for up to `SHARE_MAX` of its members; forget the members nobody heard from.
+    fn exchange(&mut self, node: usize) {
+        let end = u64::try_from(self.cfg.workload_span().as_micros()).unwrap_or(u64::MAX) + SETTLE;
+        let next = self.nodes[node].members.next_exchange(Duration::from_micros(self.now));
+        let next = u64::try_from(next.as_micros()).unwrap_or(u64::MAX);
+        if next <= end {
+            self.at(next, Event::Exchange { node });
+        }
+        if !self.nodes[node].alive {
+            return;
+        }
+        self.nodes[node].members.expire(Duration::from_micros(self.now));
+        let pick = self.rng.gen_range(0..usize::MAX);
+        if let Some(peer) = self.nodes[node].members.pick(pick) {
+            let max = self.nodes[node].members.wanted();
+            self.send(node, peer, Purpose::Exchange, Request::Members { max });
+        }
     }
 
     fn churn_tick(&mut self) {

@@ -63,6 +63,12 @@ pub enum Request {
         /// The signed records.
         records: Vec<Record>,
     },
+    /// Membership exchange: name up to `max` value-protocol peers you know (at most your
+    /// members table's cap), with how long ago each was last heard from directly.
+    Members {
+        /// How many at most.
+        max: u16,
+    },
     /// Not a wire message: what the codec hands the event loop for a request it could not
     /// read, so that the sender still gets a [`Response::Rejected`].
     #[serde(skip)]
@@ -112,6 +118,12 @@ pub enum Response {
         stored: u32,
         /// `(key, reason)` of the records refused.
         rejected: Vec<(String, String)>,
+    },
+    /// The answer to [`Request::Members`]: `(peer, addresses, seconds since anyone last heard
+    /// from it directly)`.
+    Members {
+        /// The members passed on.
+        peers: Vec<(PeerId, Vec<Multiaddr>, u32)>,
     },
     /// The request was refused and changed nothing.
     Rejected {

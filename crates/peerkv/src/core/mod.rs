@@ -22,6 +22,7 @@
 //! peer's failure.
 
 pub mod get;
+pub mod members;
 pub mod membership;
 pub mod put;
 pub mod replica;

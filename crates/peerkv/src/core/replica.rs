@@ -99,8 +99,9 @@ pub struct Near {
 pub type NearFn<'a> = &'a mut dyn FnMut(&str, usize) -> Near;
 
 /// Answers `request` from `holdings`. `remote` is false when this peer asks itself (then a
-/// Fetch names no peers). A `Summary` needs the upkeep's view of who should hold what; the
-/// driver answers it there, and here it is refused.
+/// Fetch names no peers). A `Summary` needs the upkeep's view of who should hold what, and a
+/// `Members` exchange the members table ([`Members::answer`](super::members::Members::answer));
+/// the driver answers them there, and here they are refused.
 pub fn serve(
     request: Request,
     remote: bool,
@@ -161,6 +162,9 @@ pub fn serve(
         Request::Summary { .. } => {
             Served::answer(Response::Rejected { reason: "a summary needs its sender".into() })
         }
+        Request::Members { .. } => Served::answer(Response::Rejected {
+            reason: "a members exchange is answered from the members table".into(),
+        }),
         Request::Malformed { reason } => Served::answer(Response::Rejected { reason }),
     }
 }

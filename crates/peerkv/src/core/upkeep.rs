@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
+use super::members::Members;
 use super::replica::Holdings;
 use super::Now;
 use crate::clock::Hlc;
-use crate::placement::{self, Ranker};
 use crate::protocol::{Request, Response};
 
 /// Buckets a summary splits the keys into.
@@ -61,11 +61,9 @@ pub fn summarize<'a>(entries: impl Iterator<Item = (&'a str, Hlc)>) -> Vec<(u16,
     buckets.into_iter().map(|(b, (c, h))| (b, c, h)).collect()
 }
 
-/// Whether `local` is among `key`'s R nearest, by the view `peers`.
-pub fn is_replica_of(key: &str, local: PeerId, peers: &[PeerId], replication: usize) -> bool {
-    placement::plan(key, peers.iter().copied().chain(std::iter::once(local)), replication, None)
-        .replicas
-        .contains(&local)
+/// Whether `local` is among `key`'s R nearest, by the view `members`.
+pub fn is_replica_of(key: &str, local: PeerId, members: &Members, replication: usize) -> bool {
+    members.replicas(local, key, replication).contains(&local)
 }
 
 /// What an upkeep step asks its driver to do.
@@ -104,12 +102,12 @@ pub struct Upkeep {
 
 impl Upkeep {
     /// A round: garbage first (as `Remove` actions; the summaries below leave those keys out),
-    /// then a summary to every peer that should hold some of our keys by the view `peers`.
+    /// then a summary to every peer that should hold some of our keys by the view `members`.
     pub fn round(
         &mut self,
         holdings: &dyn Holdings,
         local: PeerId,
-        peers: &[PeerId],
+        members: &Members,
         config: UpkeepConfig,
         now: Now,
     ) -> Vec<UpkeepAction> {
@@ -125,14 +123,13 @@ impl Upkeep {
         });
         actions.extend(doomed.iter().cloned().map(UpkeepAction::Remove));
         self.offers.clear();
-        if !peers.is_empty() {
-            let ranker = Ranker::new(peers.iter().copied().chain(std::iter::once(local)));
+        if !members.is_empty() {
             let mut offers: HashMap<PeerId, Vec<(String, Hlc)>> = HashMap::new();
             holdings.for_each(&mut |r| {
                 if doomed.contains(&r.key) {
                     return;
                 }
-                let replicas = ranker.nearest(&r.key, config.replication);
+                let replicas = members.replicas(local, &r.key, config.replication);
                 for peer in replicas.into_iter().filter(|p| *p != local) {
                     offers.entry(peer).or_default().push((r.key.clone(), r.version));
                 }
@@ -209,23 +206,22 @@ impl Upkeep {
 }
 
 /// A summary from `peer`: the buckets where what we hold of the keys `peer` would offer us
-/// (those whose R nearest, by our view `peers`, include `peer`) differs from what it holds.
+/// (those whose R nearest, by our view `members`, include `peer`) differs from what it holds.
 pub fn answer_summary(
     peer: PeerId,
     theirs: Vec<(u16, u32, u64)>,
     holdings: &dyn Holdings,
     local: PeerId,
-    peers: &[PeerId],
+    members: &Members,
     replication: usize,
     now: Now,
 ) -> Response {
-    let ranker = Ranker::new(peers.iter().copied().chain(std::iter::once(local)));
     let mut entries: Vec<(String, Hlc)> = Vec::new();
     holdings.for_each(&mut |r| {
         if r.is_expired(now.wall_ms) {
             return;
         }
-        if ranker.nearest(&r.key, replication).contains(&peer) {
+        if members.replicas(local, &r.key, replication).contains(&peer) {
             entries.push((r.key.clone(), r.version));
         }
     });

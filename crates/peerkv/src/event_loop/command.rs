@@ -41,7 +41,6 @@ impl EventLoop {
                 let _ = reply.send(Ok(info));
             }
             Command::Keys { reply } => {
-                let peers = self.placement_peers();
                 let now = now_ms();
                 // An expired record is no longer served, so it is not listed either (upkeep
                 // removes it).
@@ -55,7 +54,7 @@ impl EventLoop {
                         writer: r.writer_id().ok(),
                         size: r.value_len(),
                         deleted: r.is_tombstone(),
-                        replica: self.is_replica_of(&r.key, &peers),
+                        replica: self.is_replica_of(&r.key),
                         expires_at: r.expires_at,
                     })
                     .collect();

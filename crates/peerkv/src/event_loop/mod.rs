@@ -36,6 +36,7 @@ use crate::behaviour::Behaviour;
 use crate::clock::Clock;
 use crate::command::{BootstrapReport, ClosestReport, Command, PeerSummary, Reply};
 use crate::config::Config;
+use crate::core::members::{Members, EXCHANGE_YOUNG, MEMBERS_CAP};
 use crate::core::membership::{Loss, Suspects};
 use crate::core::replica::Limits;
 use crate::core::{Kind, OpConfig};
@@ -90,6 +91,8 @@ enum Outbound {
     Digest,
     /// An upkeep summary: its answer says which buckets to send digests for.
     Summary,
+    /// A members exchange: its answer joins the members table.
+    Exchange,
     /// A raw request from [`Node::send_request`](crate::Node::send_request).
     Raw(Reply<Response>),
 }
@@ -166,6 +169,13 @@ pub(crate) struct EventLoop {
     /// connect again (or `SUSPECT_FOR` passes), searches count them as failed replicas
     /// (`Search::suspect`), so a quorum still needs them or enough others.
     suspects: Suspects,
+    /// The one-hop view: every value-protocol peer heard of, with addresses (where searches
+    /// start, what Fetch answers name, upkeep's placement).
+    members: Members,
+    /// When the next members exchange is due (the core's monotonic time).
+    next_exchange: Duration,
+    /// Where our next answer to a members exchange starts in key order.
+    share_offset: usize,
     /// Peers identify showed not to serve our Kademlia protocol: kept out of the routing table.
     no_kad: HashSet<PeerId>,
     /// Addresses learnt from identify, for `peers`.
@@ -210,7 +220,8 @@ impl EventLoop {
         store: Store,
         known_peers: Vec<(PeerId, Vec<Multiaddr>)>,
     ) -> Self {
-        let local_key = KBucketKey::from(*swarm.local_peer_id());
+        let local_peer = *swarm.local_peer_id();
+        let local_key = KBucketKey::from(local_peer);
         let upkeep_interval = config.upkeep_interval;
         let (op_config, limits) = (OpConfig::of(&config), Limits::of(&config));
         Self {
@@ -236,6 +247,9 @@ impl EventLoop {
             kv_support: HashMap::new(),
             no_kad: HashSet::new(),
             suspects: Suspects::default(),
+            members: Members::new(local_peer, MEMBERS_CAP),
+            next_exchange: EXCHANGE_YOUNG,
+            share_offset: 0,
             peer_addrs: HashMap::new(),
             mdns_peers: HashMap::new(),
             next_rejoin: Instant::now() + REJOIN_INTERVAL,
@@ -360,6 +374,7 @@ impl EventLoop {
     /// says: the core's [`Suspects`] decides whether it still counts as a failed replica.
     fn lost(&mut self, peer: PeerId, loss: Loss, addrs: Vec<Multiaddr>) {
         let now = self.now().mono;
+        self.members.lost(&peer, now);
         if self.suspects.lost(peer, loss, addrs, now) {
             tracing::debug!(%peer, "suspect: counted as a failed replica until it answers");
         }
@@ -369,6 +384,11 @@ impl EventLoop {
     fn sweep(&mut self, now: Instant) {
         let mono = self.now().mono;
         self.suspects.expire(mono);
+        if mono >= self.next_exchange {
+            self.members.expire(mono);
+            self.exchange_members();
+            self.next_exchange = self.members.next_exchange(mono);
+        }
         let waiting = std::mem::take(&mut self.bootstraps_awaiting_identify);
         for (peer, deadline, reply) in waiting {
             if deadline <= now {

@@ -12,7 +12,7 @@ use crate::command::{ClosestPeer, ClosestReport};
 use crate::core::membership::{self, Loss};
 use crate::error::Error;
 use crate::placement;
-use crate::protocol::KV_PROTOCOL;
+use crate::protocol::{Request, KV_PROTOCOL};
 
 impl EventLoop {
     pub(super) fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -72,21 +72,21 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
-                if let Some(peer) = peer_id {
-                    let unreachable = matches!(
-                        error,
-                        DialError::Transport(_)
-                            | DialError::WrongPeerId { .. }
-                            | DialError::NoAddresses
-                    );
-                    if unreachable && !self.swarm.is_connected(&peer) {
+                if let (Some(peer), Some(loss)) = (peer_id, loss_of(&error)) {
+                    if !self.swarm.is_connected(&peer) {
                         // Kademlia keeps a peer's last address even when it fails; a peer that
-                        // cannot be reached leaves the table (it comes back through mDNS, the
-                        // rejoin timer, or when it connects to us).
-                        if let Some(entry) = self.swarm.behaviour_mut().kad.remove_peer(&peer) {
-                            let loss = if refused(&error) { Loss::Refused } else { Loss::Silent };
-                            self.lost(peer, loss, entry.node.value.into_vec());
-                            tracing::info!(%peer, "unreachable: dropped from the routing table");
+                        // cannot be reached leaves the table and the members (it comes back
+                        // through mDNS, the rejoin timer, an exchange that heard from it later,
+                        // or when it connects to us).
+                        let routed = self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                        let member = self.members.contains(&peer);
+                        if routed.is_some() || member {
+                            let addrs = match routed {
+                                Some(entry) => entry.node.value.into_vec(),
+                                None => self.members.addrs(&peer).to_vec(),
+                            };
+                            self.lost(peer, loss, addrs);
+                            tracing::info!(%peer, "unreachable: dropped from the routing table and the members");
                             self.upkeep_soon();
                         }
                     }
@@ -213,6 +213,12 @@ impl EventLoop {
         };
         let kv = info.protocols.contains(&KV_PROTOCOL);
         self.kv_support.insert(peer_id, kv);
+        if kv {
+            let now = self.now().mono;
+            self.members.seen(peer_id, &info.listen_addrs, now);
+        } else {
+            self.members.remove(&peer_id);
+        }
         let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == self.config.kad_protocol);
         if speaks_kad {
             self.no_kad.remove(&peer_id);
@@ -258,13 +264,19 @@ impl EventLoop {
     /// routing table, so `peers` stops listing it and lookups stop waiting for it.
     fn on_ping(&mut self, event: ping::Event) {
         match event.result {
-            Ok(rtt) => tracing::trace!(peer = %event.peer, ?rtt, "ping"),
+            Ok(rtt) => {
+                tracing::trace!(peer = %event.peer, ?rtt, "ping");
+                let now = self.now().mono;
+                self.members.heard(&event.peer, now);
+            }
             Err(ping::Failure::Unsupported) => {}
             Err(e) => {
                 tracing::info!(peer = %event.peer, "ping failed ({e}): dropping the peer");
                 self.swarm.close_connection(event.connection);
-                if let Some(entry) = self.swarm.behaviour_mut().kad.remove_peer(&event.peer) {
-                    self.lost(event.peer, Loss::Silent, entry.node.value.into_vec());
+                let routed = self.swarm.behaviour_mut().kad.remove_peer(&event.peer);
+                if routed.is_some() || self.members.contains(&event.peer) {
+                    let addrs = routed.map(|e| e.node.value.into_vec()).unwrap_or_default();
+                    self.lost(event.peer, Loss::Silent, addrs);
                 }
                 // Its keys are one replica short: restore R copies.
                 self.upkeep_soon();
@@ -313,6 +325,17 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// A members exchange: asks one member this peer talked with (drawn by the clock's
+    /// nanoseconds, as good as random here) for up to
+    /// [`Members::wanted`](crate::core::members::Members::wanted) of its members.
+    pub(super) fn exchange_members(&mut self) {
+        let draw = self.now().mono.subsec_nanos() as usize;
+        let Some(peer) = self.members.pick(draw) else { return };
+        let request = Request::Members { max: self.members.wanted() };
+        let id = self.send_to(peer, request);
+        self.requests.insert(id, super::Outbound::Exchange);
     }
 
     /// A rejoin round: forgets what it learnt of peers neither routed nor connected, saves the
@@ -384,6 +407,18 @@ pub(super) fn dial_error_text(error: &DialError) -> String {
     }
 }
 
+/// What a failed dial says of the peer: it is gone (refused) or silent (no answer, or another
+/// peer answered at its address), or nothing — no address known, a dial denied or aborted
+/// here — which is our ignorance, not the peer's silence (a suspect counts as a failed replica
+/// for ten minutes).
+fn loss_of(error: &DialError) -> Option<Loss> {
+    match error {
+        DialError::Transport(_) if refused(error) => Some(Loss::Refused),
+        DialError::Transport(_) | DialError::WrongPeerId { .. } => Some(Loss::Silent),
+        _ => None,
+    }
+}
+
 /// Whether a dial failed because the remote host refused the connection (an RST: the host is
 /// up and nothing listens there), as opposed to no answer at all.
 fn refused(error: &DialError) -> bool {
@@ -432,6 +467,17 @@ mod tests {
         let text =
             dial_error_text(&DialError::Transport(vec![(addr, TransportError::Other(wrapped))]));
         assert_eq!(text, "/ip4/127.0.0.1/tcp/1: connection refused");
+    }
+
+    #[test]
+    fn a_dial_without_an_address_loses_nobody() {
+        assert_eq!(loss_of(&DialError::NoAddresses), None);
+        assert_eq!(loss_of(&DialError::Aborted), None);
+        assert_eq!(
+            loss_of(&dial_error(std::io::ErrorKind::ConnectionRefused)),
+            Some(Loss::Refused)
+        );
+        assert_eq!(loss_of(&dial_error(std::io::ErrorKind::TimedOut)), Some(Loss::Silent));
     }
 
     #[test]

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore, KBucketDistance, KBucketKey};
+use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 
 use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Clock};
 use crate::command::{GetReport, PutReport, Reply};
+use crate::core::members::Members;
 use crate::core::{Action, Env, GetOp, Input, Kind, Now, Outcome, PutOp, View};
 use crate::error::Error;
+use crate::placement;
 use crate::protocol::{Request, MAX_NEAR_ADDRS};
 
 /// Identifies one operation across its requests.
@@ -104,27 +107,54 @@ pub(super) fn nearest_kv_peers(
     ranked.into_iter().map(|(_, p)| p).collect()
 }
 
-/// [`nearest_kv_peers`] with their addresses: what a Fetch answer names. Only the peers named
-/// have their addresses copied (it runs for every Fetch served).
+/// The `n` value-protocol peers nearest to `key` that this peer knows: the members table's and
+/// the routing table's (a routed peer identify has not reached yet is not a member), nearest
+/// first.
+pub(super) fn nearest_known_peers(
+    members: &Members,
+    kad: &mut kad::Behaviour<MemoryStore>,
+    kv_support: &HashMap<PeerId, bool>,
+    key: &str,
+    n: usize,
+) -> Vec<PeerId> {
+    let mut all = members.nearest(key, n);
+    for p in nearest_kv_peers(kad, kv_support, key, n) {
+        if !all.contains(&p) {
+            all.push(p);
+        }
+    }
+    let mut ranked = placement::rank(key, all);
+    ranked.truncate(n);
+    ranked
+}
+
+/// [`nearest_known_peers`] with their addresses (the members table's, else the routing
+/// table's): what a Fetch answer names. Only the peers named have their addresses copied (it
+/// runs for every Fetch served).
 pub(super) fn nearest_known(
+    members: &Members,
     kad: &mut kad::Behaviour<MemoryStore>,
     kv_support: &HashMap<PeerId, bool>,
     key: &str,
     n: usize,
 ) -> Vec<(PeerId, Vec<Multiaddr>)> {
-    let peers = nearest_kv_peers(kad, kv_support, key, n);
+    let peers = nearest_known_peers(members, kad, kv_support, key, n);
     peers
         .into_iter()
         .map(|peer| {
-            let addrs = kad
-                .kbucket(peer)
-                .and_then(|bucket| {
-                    bucket
-                        .iter()
-                        .find(|e| *e.node.key.preimage() == peer)
-                        .map(|e| e.node.value.iter().take(MAX_NEAR_ADDRS).cloned().collect())
-                })
-                .unwrap_or_default();
+            let known = members.addrs(&peer);
+            let addrs = if known.is_empty() {
+                kad.kbucket(peer)
+                    .and_then(|bucket| {
+                        bucket
+                            .iter()
+                            .find(|e| *e.node.key.preimage() == peer)
+                            .map(|e| e.node.value.iter().take(MAX_NEAR_ADDRS).cloned().collect())
+                    })
+                    .unwrap_or_default()
+            } else {
+                known.to_vec()
+            };
             (peer, addrs)
         })
         .collect()
@@ -141,9 +171,10 @@ impl EventLoop {
         self.next_op
     }
 
-    /// The routing view's value-protocol peers nearest to `key`: where a search starts.
+    /// The value-protocol peers this peer knows nearest to `key`: where a search starts.
     pub(super) fn nearest_peers(&mut self, key: &str, n: usize) -> Vec<PeerId> {
-        nearest_kv_peers(&mut self.swarm.behaviour_mut().kad, &self.kv_support, key, n)
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        nearest_known_peers(&self.members, kad, &self.kv_support, key, n)
     }
 
     /// What the routing view knows of `key`: where an op's search starts.
@@ -226,6 +257,13 @@ impl EventLoop {
         self.apply(id, actions);
     }
 
+    /// Sends a value-protocol request, with the addresses the members table knows for a peer
+    /// that is not connected.
+    pub(super) fn send_to(&mut self, peer: PeerId, request: Request) -> OutboundRequestId {
+        let addrs = self.members.addrs(&peer).to_vec();
+        self.swarm.behaviour_mut().kv.send_request_with_addresses(&peer, request, addrs)
+    }
+
     /// Carries out `actions` of op `id`, then drops the op if it is done.
     fn apply(&mut self, id: OpId, actions: Vec<Action>) {
         let local = self.local_peer_id();
@@ -235,7 +273,7 @@ impl EventLoop {
                     self.local_queue.push_back((id, kind, request));
                 }
                 Action::Send { peer, kind, request } => {
-                    let rid = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+                    let rid = self.send_to(peer, request);
                     self.requests.insert(rid, Outbound::Op { op: id, kind });
                 }
                 Action::Repair { peer, record } => {
@@ -245,14 +283,15 @@ impl EventLoop {
                     if peer == local {
                         let _ = self.serve_request(request, false);
                     } else {
-                        let rid = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+                        let rid = self.send_to(peer, request);
                         self.requests.insert(rid, Outbound::Repair { key });
                     }
                 }
                 Action::Learn { peer, addrs } => {
-                    for addr in addrs {
-                        self.swarm.add_peer_address(peer, addr);
-                    }
+                    // Kept where the requests that follow find them (libp2p's own address
+                    // book, `add_peer_address`, is not read back by any of our behaviours).
+                    let now = self.now().mono;
+                    self.members.named(peer, &addrs, now);
                 }
                 Action::Reply(outcome) => self.reply(id, outcome),
             }

@@ -14,24 +14,9 @@ use crate::core::upkeep::{self, UpkeepAction, UpkeepConfig};
 use crate::protocol::{encode, Request, Response};
 
 impl EventLoop {
-    /// The peers that count for placement from this peer's view: the routing table's peers not
-    /// known to lack the value protocol.
-    pub(super) fn placement_peers(&mut self) -> Vec<PeerId> {
-        let mut peers = Vec::new();
-        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
-            for entry in bucket.iter() {
-                let peer = *entry.node.key.preimage();
-                if self.kv_support.get(&peer) != Some(&false) {
-                    peers.push(peer);
-                }
-            }
-        }
-        peers
-    }
-
     /// Whether this peer is among `key`'s R closest by its own view.
-    pub(super) fn is_replica_of(&self, key: &str, peers: &[PeerId]) -> bool {
-        upkeep::is_replica_of(key, self.local_peer_id(), peers, self.config.replication)
+    pub(super) fn is_replica_of(&self, key: &str) -> bool {
+        upkeep::is_replica_of(key, self.local_peer_id(), &self.members, self.config.replication)
     }
 
     fn upkeep_config(&self) -> UpkeepConfig {
@@ -47,9 +32,8 @@ impl EventLoop {
     /// Runs one upkeep round now.
     pub(super) fn upkeep_round(&mut self) -> UpkeepReport {
         let started = Instant::now();
-        let peers = self.placement_peers();
         let (local, now, config) = (self.local_peer_id(), self.now(), self.upkeep_config());
-        let actions = self.upkeep.round(&self.store, local, &peers, config, now);
+        let actions = self.upkeep.round(&self.store, local, &self.members, config, now);
         let report = self.carry_out(actions);
         self.stats.upkeep_rounds += 1;
         self.stats.last_round_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -64,9 +48,8 @@ impl EventLoop {
         theirs: Vec<(u16, u32, u64)>,
     ) -> Response {
         self.stats.digests_received += 1;
-        let peers = self.placement_peers();
         let (local, now, r) = (self.local_peer_id(), self.now(), self.config.replication);
-        upkeep::answer_summary(peer, theirs, &self.store, local, &peers, r, now)
+        upkeep::answer_summary(peer, theirs, &self.store, local, &self.members, r, now)
     }
 
     /// The answer to one of our summaries.

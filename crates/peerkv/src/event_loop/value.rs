@@ -75,6 +75,10 @@ impl EventLoop {
         self.kv_support.insert(peer, true);
         let response = match request {
             Request::Summary { buckets } => self.answer_summary(peer, buckets),
+            Request::Members { max } => {
+                self.share_offset = self.share_offset.wrapping_add(usize::from(max));
+                self.members.answer(max, self.share_offset, self.now().mono)
+            }
             other => self.serve_request(other, true),
         };
         if let Response::Rejected { reason } = &response {
@@ -94,10 +98,9 @@ impl EventLoop {
         }
         let now = self.now();
         let kad = &mut self.swarm.behaviour_mut().kad;
-        let kv_support = &self.kv_support;
-        let suspects = &self.suspects;
+        let (members, kv_support, suspects) = (&self.members, &self.kv_support, &self.suspects);
         let mut near = |key: &str, n: usize| replica::Near {
-            peers: nearest_known(kad, kv_support, key, n),
+            peers: nearest_known(members, kad, kv_support, key, n),
             down: suspects.near(key, n),
         };
         let mut served = replica::serve(request, remote, &self.store, &mut near, self.limits, now);
@@ -121,6 +124,8 @@ impl EventLoop {
 
     fn on_response(&mut self, id: OutboundRequestId, peer: PeerId, response: Response) {
         self.retried.remove(&id);
+        let now = self.now().mono;
+        self.members.heard(&peer, now);
         match self.requests.remove(&id) {
             None => tracing::debug!(%peer, "late answer dropped"),
             Some(Outbound::Raw(reply)) => {
@@ -137,6 +142,10 @@ impl EventLoop {
             Some(Outbound::Digest) => match response {
                 Response::Missing { keys } => self.on_missing(peer, keys),
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a digest"),
+            },
+            Some(Outbound::Exchange) => match response {
+                Response::Members { peers } => self.members.merge(peers, now),
+                other => tracing::debug!(%peer, ?other, "unexpected answer to a members exchange"),
             },
             Some(Outbound::Op { op, kind }) => {
                 self.feed(op, Input::Answer { peer, kind, response })
@@ -155,7 +164,7 @@ impl EventLoop {
         let Some(request) = self.request_again(*op, *kind) else { return false };
         let Some(outbound) = self.requests.remove(&id) else { return false };
         tracing::debug!(%peer, "connection closed under a request: sending it again");
-        let again = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+        let again = self.send_to(peer, request);
         self.requests.insert(again, outbound);
         self.retried.insert(again);
         self.stats.requests_resent += 1;
@@ -174,6 +183,7 @@ impl EventLoop {
             }
             Some(Outbound::Digest) => tracing::debug!(%peer, "digest failed: {reason}"),
             Some(Outbound::Summary) => tracing::debug!(%peer, "summary failed: {reason}"),
+            Some(Outbound::Exchange) => tracing::debug!(%peer, "members exchange failed: {reason}"),
             Some(Outbound::Op { op, kind }) => self.feed(op, Input::Failed { peer, kind, reason }),
         }
     }

@@ -1,0 +1,574 @@
+//! The one-hop view: every value-protocol peer this peer has heard of and not lost, bounded.
+//!
+//! Kademlia's k-buckets hold at most 20 peers per distance range, so in an overlay of a few
+//! hundred peers a routing table often lacks the true R nearest of a key, and a get takes a
+//! second round trip to learn them from the replicas' hints. The members table holds every
+//! live value-protocol peer seen (up to a cap), so up to about the cap a get asks the true R
+//! nearest at once. Above it the view is a large random sample, and the search's walk finds
+//! the rest, as before.
+//!
+//! Each member carries when it was last heard from directly — by this peer (a connection, an
+//! answer, a ping) or, as reported in an exchange, by another: exchanges pass on the age of
+//! that sighting, never a fresh one, so a peer that died is forgotten everywhere
+//! [`MEMBER_TTL`] after anyone last heard from it, however often it is passed on. A member only
+//! *named* in a Fetch hint (which carries no age) gets [`HINT_LIFE`] unless it is confirmed.
+//! A member this peer could not reach is removed at once and remembered as lost
+//! ([`Members::lost`]): what others report of it afterwards is older news and is ignored, until
+//! it talks with us again (the suspects list also remembers it if it was silent). The cheap periodic exchange (a `Members` request to one
+//! member, answered with up to [`SHARE_MAX`] members spread over the key space) keeps the
+//! views of a stable overlay complete and fresh.
+//!
+//! Ranking is by the same XOR distance as [`placement`](crate::placement): the members are
+//! indexed by their Kademlia key, and the n nearest to a target lie in the smallest
+//! key-prefix range around it that holds n of them, so a query reads about 2n entries, not
+//! the whole table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use libp2p::kad::KBucketKey;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::protocol::{Response, MAX_NEAR_ADDRS};
+
+/// Members held by default: an overlay up to this size is one hop wide.
+pub const MEMBERS_CAP: usize = 4096;
+/// A member nobody has heard from directly for this long is forgotten.
+pub const MEMBER_TTL: Duration = Duration::from_secs(600);
+/// How long a member only named in a Fetch hint lasts unless confirmed.
+pub const HINT_LIFE: Duration = Duration::from_secs(60);
+/// Most members one periodic exchange passes on (a joiner asks for all).
+pub const SHARE_MAX: usize = 256;
+/// A peer's first exchanges ask for every member the other peer knows: a joiner's view is
+/// complete after a few, not after N / [`SHARE_MAX`] rounds.
+pub const FULL_EXCHANGES: u32 = 4;
+/// How often a peer exchanges members once its view is complete ...
+pub const EXCHANGE_EVERY: Duration = Duration::from_secs(30);
+/// ... and while it is young (its first [`FULL_EXCHANGES`]).
+pub const EXCHANGE_YOUNG: Duration = Duration::from_secs(5);
+
+/// A Kademlia key as 32 big-endian bytes: orders as the XOR metric's U256 does.
+type Key = [u8; 32];
+
+fn key_of(hashed: &[u8]) -> Key {
+    let mut k = [0u8; 32];
+    let n = hashed.len().min(32);
+    k[..n].copy_from_slice(&hashed[..n]);
+    k
+}
+
+/// The bounds of the keys that share the first `bits` bits with `target`.
+fn prefix_range(target: &Key, bits: usize) -> (Key, Key) {
+    let (mut low, mut high) = (*target, *target);
+    for i in 0..32 {
+        let keep = bits.saturating_sub(i * 8).min(8);
+        let mask: u8 = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+        low[i] &= mask;
+        high[i] |= !mask;
+    }
+    (low, high)
+}
+
+fn xor(a: &Key, b: &Key) -> Key {
+    let mut d = [0u8; 32];
+    for i in 0..32 {
+        d[i] = a[i] ^ b[i];
+    }
+    d
+}
+
+/// One member (kept small: a simulator holds millions).
+#[derive(Debug, Clone)]
+struct Member {
+    /// Where it listens (at most [`MAX_NEAR_ADDRS`]).
+    addrs: Box<[Multiaddr]>,
+    /// When anyone last heard from it directly, as far as we know.
+    seen: Duration,
+    /// Whether it talked with this peer itself.
+    direct: bool,
+}
+
+/// The members table.
+#[derive(Debug, Clone)]
+pub struct Members {
+    local: PeerId,
+    peers: HashMap<PeerId, Member>,
+    /// Kademlia key → peer, for nearest-first queries.
+    index: BTreeMap<Key, PeerId>,
+    cap: usize,
+    /// Exchange answers taken in so far.
+    merged: u32,
+    /// Peers this peer lost, and when: reports of a sighting before that are ignored.
+    gone: HashMap<PeerId, Duration>,
+}
+
+impl Members {
+    /// An empty table of this peer (`local` is never a member), holding at most `cap`.
+    pub fn new(local: PeerId, cap: usize) -> Self {
+        Self {
+            local,
+            peers: HashMap::new(),
+            index: BTreeMap::new(),
+            cap: cap.max(1),
+            merged: 0,
+            gone: HashMap::new(),
+        }
+    }
+
+    /// `peer` talked with us at `now` (a connection, an answer, a ping); `addrs` are where it
+    /// listens (kept, at most [`MAX_NEAR_ADDRS`], when given).
+    pub fn seen(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Duration) {
+        self.upsert(peer, addrs, now, true);
+    }
+
+    /// An exchange said someone heard from `peer` directly at `seen_at` (now less the age it
+    /// reported).
+    pub fn reported(
+        &mut self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        seen_at: Duration,
+        now: Duration,
+    ) {
+        if now.saturating_sub(seen_at) < MEMBER_TTL {
+            self.upsert(peer, addrs, seen_at, false);
+        }
+    }
+
+    /// A Fetch answer named `peer` near a key at `now`: a member for [`HINT_LIFE`] unless
+    /// something confirms it.
+    pub fn named(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Duration) {
+        let seen_at = now.saturating_sub(MEMBER_TTL.saturating_sub(HINT_LIFE));
+        self.upsert(peer, addrs, seen_at, false);
+    }
+
+    fn upsert(&mut self, peer: PeerId, addrs: &[Multiaddr], seen: Duration, direct: bool) {
+        if peer == self.local {
+            return;
+        }
+        if direct {
+            self.gone.remove(&peer);
+        } else if self.gone.get(&peer).is_some_and(|lost| *lost >= seen) {
+            return; // news older than our own failure to reach it
+        }
+        if let Some(m) = self.peers.get_mut(&peer) {
+            m.seen = m.seen.max(seen);
+            m.direct |= direct;
+            if !addrs.is_empty() && (direct || m.addrs.is_empty()) {
+                m.addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
+            }
+            return;
+        }
+        if !direct && self.peers.len() >= self.cap {
+            return; // full: hearsay does not push out what we know
+        }
+        let key = key_of(KBucketKey::from(peer).hashed_bytes());
+        let addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
+        self.peers.insert(peer, Member { addrs, seen, direct });
+        self.index.insert(key, peer);
+        if self.peers.len() > self.cap + self.cap / 8 {
+            self.trim();
+        }
+    }
+
+    /// Back to the cap: named members first, then the longest unheard.
+    fn trim(&mut self) {
+        let mut order: Vec<(bool, Duration, PeerId)> =
+            self.peers.iter().map(|(p, m)| (m.direct, m.seen, *p)).collect();
+        order.sort_unstable();
+        let excess = self.peers.len().saturating_sub(self.cap);
+        for (_, _, p) in order.into_iter().take(excess) {
+            self.remove(&p);
+        }
+    }
+
+    /// `peer` answered or pinged at `now`: a member already is refreshed (nobody else is made
+    /// one: traffic alone does not say a peer speaks the value protocol).
+    pub fn heard(&mut self, peer: &PeerId, now: Duration) {
+        if let Some(m) = self.peers.get_mut(peer) {
+            m.seen = m.seen.max(now);
+            m.direct = true;
+        }
+    }
+
+    /// `peer` could not be reached at `now`: forgotten, and reports of it heard from before
+    /// `now` are ignored from here on (for [`MEMBER_TTL`], at most the cap of them).
+    pub fn lost(&mut self, peer: &PeerId, now: Duration) {
+        self.remove(peer);
+        if self.gone.len() >= self.cap {
+            self.gone.retain(|_, at| now.saturating_sub(*at) < MEMBER_TTL);
+        }
+        if self.gone.len() < self.cap {
+            self.gone.insert(*peer, now);
+        }
+    }
+
+    /// Forgets `peer` (it does not speak the value protocol). Returns whether it was a member.
+    pub fn remove(&mut self, peer: &PeerId) -> bool {
+        if self.peers.remove(peer).is_none() {
+            return false;
+        }
+        self.index.remove(&key_of(KBucketKey::from(*peer).hashed_bytes()));
+        true
+    }
+
+    /// Forgets the members nobody has heard from for [`MEMBER_TTL`] (and losses that old).
+    pub fn expire(&mut self, now: Duration) {
+        self.gone.retain(|_, at| now.saturating_sub(*at) < MEMBER_TTL);
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, m)| now.saturating_sub(m.seen) >= MEMBER_TTL)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            self.remove(&p);
+        }
+    }
+
+    /// The `n` members nearest to `key`, nearest first (the same order as
+    /// [`placement::rank`](crate::placement::rank)).
+    pub fn nearest(&self, key: &str, n: usize) -> Vec<PeerId> {
+        let target = key_of(KBucketKey::new(key.as_bytes().to_vec()).hashed_bytes());
+        self.nearest_to(&target, n)
+    }
+
+    /// The `n` nearest to `key` among the members and `local` (this peer), nearest first: who
+    /// should hold it by this view ([`placement::rank`](crate::placement::rank) of both).
+    pub fn replicas(&self, local: PeerId, key: &str, n: usize) -> Vec<PeerId> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let target = key_of(KBucketKey::new(key.as_bytes().to_vec()).hashed_bytes());
+        let mut near = self.nearest_to(&target, n);
+        let own = xor(&key_of(KBucketKey::from(local).hashed_bytes()), &target);
+        let at = near.iter().position(|p| {
+            let theirs = xor(&key_of(KBucketKey::from(*p).hashed_bytes()), &target);
+            own < theirs
+        });
+        match at {
+            Some(i) => near.insert(i, local),
+            None => near.push(local),
+        }
+        near.truncate(n);
+        near
+    }
+
+    /// The `n` members nearest to `key` with their addresses (at most [`MAX_NEAR_ADDRS`]
+    /// each): what a replica names in a Fetch answer.
+    pub fn nearest_with_addrs(&self, key: &str, n: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        self.nearest(key, n).into_iter().map(|p| (p, self.addrs(&p).to_vec())).collect()
+    }
+
+    fn nearest_to(&self, target: &Key, n: usize) -> Vec<PeerId> {
+        if n == 0 || self.index.is_empty() {
+            return Vec::new();
+        }
+        // The smallest prefix range around the target that holds n members: everything in it
+        // is nearer than anything outside it.
+        let len = self.index.len();
+        let mut bits = (usize::BITS - len.leading_zeros()) as usize + 1; // ~log2(len) + 1
+        bits = bits.min(256);
+        let candidates: Vec<(&Key, &PeerId)> = loop {
+            let (low, high) = prefix_range(target, bits);
+            let range: Vec<(&Key, &PeerId)> = self.index.range(low..=high).collect();
+            if range.len() >= n || bits == 0 {
+                break range;
+            }
+            bits = bits.saturating_sub(2);
+        };
+        let mut ranked: Vec<(Key, PeerId)> =
+            candidates.into_iter().map(|(k, p)| (xor(k, target), *p)).collect();
+        ranked.sort_unstable();
+        ranked.into_iter().take(n).map(|(_, p)| p).collect()
+    }
+
+    /// Where `peer` listens, as far as we know.
+    pub fn addrs(&self, peer: &PeerId) -> &[Multiaddr] {
+        self.peers.get(peer).map_or(&[], |m| &m.addrs)
+    }
+
+    /// Whether `peer` is a member.
+    pub fn contains(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// Whether `peer` talked with us (not only named by others).
+    pub fn is_direct(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|m| m.direct)
+    }
+
+    /// How many members there are.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// All members (upkeep's view of who should hold what).
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.index.values().copied().collect()
+    }
+
+    /// Up to `n` members to pass on in an exchange, with the age of their last direct
+    /// sighting in seconds: those heard from within [`MEMBER_TTL`], spread over the key space
+    /// (every `len / n`-th in key order from `offset`, so successive exchanges pass on
+    /// different members).
+    pub fn share(
+        &self,
+        n: usize,
+        offset: usize,
+        now: Duration,
+    ) -> Vec<(PeerId, Vec<Multiaddr>, u32)> {
+        let fresh: Vec<(&PeerId, &Member)> = self
+            .index
+            .values()
+            .filter_map(|p| self.peers.get(p).map(|m| (p, m)))
+            .filter(|(_, m)| now.saturating_sub(m.seen) < MEMBER_TTL)
+            .collect();
+        if fresh.is_empty() || n == 0 {
+            return Vec::new();
+        }
+        let step = (fresh.len() / n).max(1);
+        let start = offset % fresh.len();
+        (0..fresh.len().min(n))
+            .map(|i| fresh[(start + i * step) % fresh.len()])
+            .map(|(p, m)| {
+                let age = u32::try_from(now.saturating_sub(m.seen).as_secs()).unwrap_or(u32::MAX);
+                (*p, m.addrs.to_vec(), age)
+            })
+            .collect()
+    }
+
+    /// A member to exchange with: the `pick`-th member this peer talked with, in key order
+    /// (the caller draws `pick` at random), if any.
+    pub fn pick(&self, pick: usize) -> Option<PeerId> {
+        let direct: Vec<&PeerId> = self.index.values().filter(|p| self.is_direct(p)).collect();
+        if direct.is_empty() {
+            return None;
+        }
+        Some(*direct[pick % direct.len()])
+    }
+
+    /// The answer to a `Members { max }` request at `now` (`offset`: where in key order this
+    /// answer starts; the driver varies it). At most the cap: a joiner asks for everything.
+    pub fn answer(&self, max: u16, offset: usize, now: Duration) -> Response {
+        let n = usize::from(max).min(self.cap);
+        Response::Members { peers: self.share(n, offset, now) }
+    }
+
+    /// How many members the next exchange asks for: everything for the first
+    /// [`FULL_EXCHANGES`], then [`SHARE_MAX`].
+    pub fn wanted(&self) -> u16 {
+        let n = if self.merged < FULL_EXCHANGES { self.cap } else { SHARE_MAX };
+        u16::try_from(n).unwrap_or(u16::MAX)
+    }
+
+    /// When the next exchange is due after one at `now`.
+    pub fn next_exchange(&self, now: Duration) -> Duration {
+        now + if self.merged < FULL_EXCHANGES { EXCHANGE_YOUNG } else { EXCHANGE_EVERY }
+    }
+
+    /// Takes in an exchange's answer received at `now`.
+    pub fn merge(&mut self, peers: Vec<(PeerId, Vec<Multiaddr>, u32)>, now: Duration) {
+        self.merged = self.merged.saturating_add(1);
+        for (peer, addrs, age) in peers.into_iter().take(self.cap) {
+            let seen_at = now.saturating_sub(Duration::from_secs(u64::from(age)));
+            self.reported(peer, &addrs, seen_at, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn nearest_ranks_as_placement_does() {
+        let local = PeerId::random();
+        for size in [1usize, 2, 7, 50, 300] {
+            let mut m = Members::new(local, MEMBERS_CAP);
+            let peers: Vec<PeerId> = (0..size).map(|_| PeerId::random()).collect();
+            for p in &peers {
+                m.seen(*p, &[], S);
+            }
+            for key in ["a", "b", "some/key", "@x/y"] {
+                for n in [1, 5, 10, 400] {
+                    let want: Vec<PeerId> = crate::placement::rank(key, peers.iter().copied())
+                        .into_iter()
+                        .take(n)
+                        .collect();
+                    assert_eq!(m.nearest(key, n), want, "size {size}, key {key}, n {n}");
+                }
+            }
+        }
+        assert!(Members::new(local, 8).nearest("a", 3).is_empty());
+    }
+
+    #[test]
+    fn replicas_rank_this_peer_among_the_members() {
+        let local = PeerId::random();
+        let mut m = Members::new(local, 64);
+        let peers: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+        for p in &peers {
+            m.seen(*p, &[], S);
+        }
+        for key in ["a", "b", "c", "d", "e", "f"] {
+            let all = peers.iter().copied().chain(std::iter::once(local));
+            let want: Vec<PeerId> = crate::placement::rank(key, all).into_iter().take(5).collect();
+            assert_eq!(m.replicas(local, key, 5), want);
+        }
+        assert_eq!(Members::new(local, 4).replicas(local, "a", 5), vec![local]);
+    }
+
+    #[test]
+    fn a_lost_peer_stays_out_until_it_talks_again() {
+        let mut m = Members::new(PeerId::random(), 8);
+        let a = PeerId::random();
+        let t = MEMBER_TTL;
+        m.seen(a, &[addr(1)], t);
+        m.lost(&a, t + S);
+        assert!(!m.contains(&a));
+        // Another peer still reports the sighting it had before we lost it, or a hint names it.
+        m.merge(vec![(a, vec![addr(1)], 0)], t + S);
+        m.named(a, &[addr(1)], t + S * 2);
+        assert!(!m.contains(&a));
+        // A later sighting somewhere else counts; so does its own word.
+        m.merge(vec![(a, vec![addr(1)], 0)], t + S * 3);
+        assert!(m.contains(&a));
+        m.lost(&a, t + S * 4);
+        m.seen(a, &[], t + S * 5);
+        assert!(m.is_direct(&a));
+    }
+
+    #[test]
+    fn the_local_peer_is_never_a_member() {
+        let local = PeerId::random();
+        let mut m = Members::new(local, 8);
+        m.seen(local, &[addr(1)], S);
+        m.named(local, &[addr(1)], S);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn hints_are_short_lived_unless_confirmed() {
+        let mut m = Members::new(PeerId::random(), 8);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let t = MEMBER_TTL; // any time past the start
+        m.named(a, &[addr(1)], t);
+        m.named(b, &[addr(2)], t);
+        assert!(!m.is_direct(&a));
+        m.seen(a, &[], t + S);
+        assert!(m.is_direct(&a));
+        assert_eq!(m.addrs(&a), &[addr(1)], "an answer without addresses keeps the known ones");
+        m.expire(t + HINT_LIFE);
+        assert!(m.contains(&a) && !m.contains(&b));
+    }
+
+    #[test]
+    fn a_dead_peer_passed_on_is_forgotten_a_ttl_after_its_last_sighting() {
+        let dead = PeerId::random();
+        let (mut a, mut b) =
+            (Members::new(PeerId::random(), 64), Members::new(PeerId::random(), 64));
+        a.seen(dead, &[], S);
+        // Passed back and forth every 30 s: the sighting's age travels with it.
+        let mut now = S;
+        while now < S + MEMBER_TTL + S * 120 {
+            now += S * 30;
+            b.merge(a.share(SHARE_MAX, 0, now), now);
+            a.merge(b.share(SHARE_MAX, 0, now), now);
+            a.expire(now);
+            b.expire(now);
+        }
+        assert!(!a.contains(&dead) && !b.contains(&dead));
+        // A live one, heard from by one side now and then, stays on both.
+        let live = PeerId::random();
+        for i in 0..40u32 {
+            let now = now + S * 30 * i;
+            if i % 10 == 0 {
+                a.seen(live, &[], now);
+            }
+            b.merge(a.share(SHARE_MAX, 0, now), now);
+            a.expire(now);
+            b.expire(now);
+            assert!(a.contains(&live) && b.contains(&live), "round {i}");
+        }
+    }
+
+    #[test]
+    fn the_cap_holds_and_keeps_direct_members_first() {
+        let cap = 16;
+        let mut m = Members::new(PeerId::random(), cap);
+        let direct: Vec<PeerId> = (0..cap / 2).map(|_| PeerId::random()).collect();
+        for (i, p) in direct.iter().enumerate() {
+            m.seen(*p, &[], S * (i as u32 + 100));
+        }
+        for i in 0..cap {
+            m.named(PeerId::random(), &[], S * i as u32);
+        }
+        assert!(m.len() <= cap, "hearsay stops at the cap");
+        for i in 0..4 * cap {
+            m.seen(PeerId::random(), &[], S * (200 + i as u32));
+            assert!(m.len() <= cap + cap / 8);
+        }
+        // The newest direct members stay; the index agrees with the table.
+        assert_eq!(m.index.len(), m.peers.len());
+        assert!(direct.iter().all(|p| !m.contains(p)), "the longest unheard went first");
+    }
+
+    #[test]
+    fn remove_forgets_everywhere() {
+        let mut m = Members::new(PeerId::random(), 8);
+        let a = PeerId::random();
+        m.seen(a, &[], S);
+        assert!(m.remove(&a));
+        assert!(!m.remove(&a));
+        assert!(m.nearest("k", 5).is_empty());
+    }
+
+    #[test]
+    fn only_fresh_members_are_shared_with_their_age() {
+        let mut m = Members::new(PeerId::random(), 64);
+        let t = MEMBER_TTL;
+        let fresh: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+        for p in &fresh {
+            m.seen(*p, &[addr(1)], t);
+        }
+        let old = PeerId::random();
+        m.seen(old, &[], Duration::ZERO);
+        let now = t + S * 5;
+        let all = m.share(64, 0, now);
+        assert_eq!(all.len(), 10);
+        assert!(all.iter().all(|(p, a, age)| fresh.contains(p) && a == &[addr(1)] && *age == 5));
+        let some = m.share(3, 7, now);
+        assert_eq!(some.len(), 3);
+        assert!(m.pick(12345).is_some_and(|p| m.is_direct(&p)));
+        // Merged elsewhere: the reported sighting, not a new one.
+        let mut other = Members::new(PeerId::random(), 64);
+        other.merge(all, now);
+        other.expire(t + MEMBER_TTL);
+        assert!(other.is_empty());
+    }
+
+    #[test]
+    fn prefix_ranges_are_exact() {
+        let t: Key = [0b1010_1010; 32];
+        let (low, high) = prefix_range(&t, 3);
+        assert_eq!(low[0], 0b1010_0000);
+        assert_eq!(high[0], 0b1011_1111);
+        assert!(low[1..].iter().all(|b| *b == 0) && high[1..].iter().all(|b| *b == 0xff));
+        let (low, high) = prefix_range(&t, 256);
+        assert_eq!((low, high), (t, t));
+        let (low, high) = prefix_range(&t, 0);
+        assert_eq!((low, high), ([0; 32], [0xff; 32]));
+    }
+}
