@@ -23,7 +23,7 @@
 //! key-prefix range around it that holds n of them, so a query reads about 2n entries, not
 //! the whole table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use libp2p::kad::KBucketKey;
@@ -32,7 +32,7 @@ use libp2p::{Multiaddr, PeerId};
 use crate::protocol::{Response, MAX_NEAR_ADDRS};
 
 /// Members held by default: an overlay up to this size is one hop wide.
-pub const MEMBERS_CAP: usize = 4096;
+pub const MEMBERS_CAP: usize = 2048;
 /// A member nobody has heard from directly for this long is forgotten.
 pub const MEMBER_TTL: Duration = Duration::from_secs(600);
 /// How long a member only named in a Fetch hint lasts unless confirmed.
@@ -77,48 +77,65 @@ fn xor(a: &Key, b: &Key) -> Key {
     d
 }
 
-/// One member (kept small: a simulator holds millions).
+/// Seconds, as a member's times are kept (a member is 136 bytes: a simulator holds millions).
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// One member.
 #[derive(Debug, Clone)]
 struct Member {
+    /// Its Kademlia key: the table is sorted by it.
+    key: Key,
+    peer: PeerId,
     /// Where it listens (at most [`MAX_NEAR_ADDRS`]).
     addrs: Box<[Multiaddr]>,
-    /// When anyone last heard from it directly, as far as we know.
-    seen: Duration,
+    /// When anyone last heard from it directly, as far as we know (seconds of the core's
+    /// monotonic time).
+    seen: u32,
     /// Whether it talked with this peer itself.
     direct: bool,
 }
 
-/// The members table.
+/// The members table: one vector sorted by Kademlia key (a lookup by peer hashes its id and
+/// searches; a nearest-first query reads a key-prefix range).
 #[derive(Debug, Clone)]
 pub struct Members {
     local: PeerId,
-    peers: HashMap<PeerId, Member>,
-    /// Kademlia key → peer, for nearest-first queries.
-    index: BTreeMap<Key, PeerId>,
+    members: Vec<Member>,
     cap: usize,
     /// Exchange answers taken in so far.
     merged: u32,
-    /// Peers this peer lost, and when: reports of a sighting before that are ignored.
-    gone: HashMap<PeerId, Duration>,
+    /// Peers this peer lost, and when (seconds): reports of a sighting before that are
+    /// ignored.
+    gone: HashMap<PeerId, u32>,
 }
 
 impl Members {
     /// An empty table of this peer (`local` is never a member), holding at most `cap`.
     pub fn new(local: PeerId, cap: usize) -> Self {
-        Self {
-            local,
-            peers: HashMap::new(),
-            index: BTreeMap::new(),
-            cap: cap.max(1),
-            merged: 0,
-            gone: HashMap::new(),
-        }
+        Self { local, members: Vec::new(), cap: cap.max(1), merged: 0, gone: HashMap::new() }
+    }
+
+    /// Where `key` is, or would go.
+    fn find(&self, key: &Key) -> Result<usize, usize> {
+        self.members.binary_search_by(|m| m.key.cmp(key))
+    }
+
+    fn get(&self, peer: &PeerId) -> Option<&Member> {
+        let key = key_of(KBucketKey::from(*peer).hashed_bytes());
+        self.find(&key).ok().map(|i| &self.members[i])
+    }
+
+    fn get_mut(&mut self, peer: &PeerId) -> Option<&mut Member> {
+        let key = key_of(KBucketKey::from(*peer).hashed_bytes());
+        self.find(&key).ok().map(|i| &mut self.members[i])
     }
 
     /// `peer` talked with us at `now` (a connection, an answer, a ping); `addrs` are where it
     /// listens (kept, at most [`MAX_NEAR_ADDRS`], when given).
     pub fn seen(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Duration) {
-        self.upsert(peer, addrs, now, true);
+        self.upsert(peer, addrs, secs(now), true);
     }
 
     /// An exchange said someone heard from `peer` directly at `seen_at` (now less the age it
@@ -131,7 +148,7 @@ impl Members {
         now: Duration,
     ) {
         if now.saturating_sub(seen_at) < MEMBER_TTL {
-            self.upsert(peer, addrs, seen_at, false);
+            self.upsert(peer, addrs, secs(seen_at), false);
         }
     }
 
@@ -139,10 +156,10 @@ impl Members {
     /// something confirms it.
     pub fn named(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Duration) {
         let seen_at = now.saturating_sub(MEMBER_TTL.saturating_sub(HINT_LIFE));
-        self.upsert(peer, addrs, seen_at, false);
+        self.upsert(peer, addrs, secs(seen_at), false);
     }
 
-    fn upsert(&mut self, peer: PeerId, addrs: &[Multiaddr], seen: Duration, direct: bool) {
+    fn upsert(&mut self, peer: PeerId, addrs: &[Multiaddr], seen: u32, direct: bool) {
         if peer == self.local {
             return;
         }
@@ -151,42 +168,48 @@ impl Members {
         } else if self.gone.get(&peer).is_some_and(|lost| *lost >= seen) {
             return; // news older than our own failure to reach it
         }
-        if let Some(m) = self.peers.get_mut(&peer) {
-            m.seen = m.seen.max(seen);
-            m.direct |= direct;
-            if !addrs.is_empty() && (direct || m.addrs.is_empty()) {
-                m.addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
-            }
-            return;
-        }
-        if !direct && self.peers.len() >= self.cap {
-            return; // full: hearsay does not push out what we know
-        }
         let key = key_of(KBucketKey::from(peer).hashed_bytes());
-        let addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
-        self.peers.insert(peer, Member { addrs, seen, direct });
-        self.index.insert(key, peer);
-        if self.peers.len() > self.cap + self.cap / 8 {
-            self.trim();
+        match self.find(&key) {
+            Ok(i) => {
+                let m = &mut self.members[i];
+                m.seen = m.seen.max(seen);
+                m.direct |= direct;
+                if !addrs.is_empty() && (direct || m.addrs.is_empty()) {
+                    m.addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
+                }
+            }
+            Err(i) => {
+                if !direct && self.members.len() >= self.cap {
+                    return; // full: hearsay does not push out what we know
+                }
+                let addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
+                self.members.insert(i, Member { key, peer, addrs, seen, direct });
+                if self.members.len() > self.cap + self.cap / 8 {
+                    self.trim();
+                }
+            }
         }
     }
 
     /// Back to the cap: named members first, then the longest unheard.
     fn trim(&mut self) {
-        let mut order: Vec<(bool, Duration, PeerId)> =
-            self.peers.iter().map(|(p, m)| (m.direct, m.seen, *p)).collect();
-        order.sort_unstable();
-        let excess = self.peers.len().saturating_sub(self.cap);
-        for (_, _, p) in order.into_iter().take(excess) {
-            self.remove(&p);
+        let excess = self.members.len().saturating_sub(self.cap);
+        if excess == 0 {
+            return;
         }
+        let mut order: Vec<(bool, u32, Key)> =
+            self.members.iter().map(|m| (m.direct, m.seen, m.key)).collect();
+        order.sort_unstable();
+        let doomed: std::collections::HashSet<Key> =
+            order.into_iter().take(excess).map(|(_, _, k)| k).collect();
+        self.members.retain(|m| !doomed.contains(&m.key));
     }
 
     /// `peer` answered or pinged at `now`: a member already is refreshed (nobody else is made
     /// one: traffic alone does not say a peer speaks the value protocol).
     pub fn heard(&mut self, peer: &PeerId, now: Duration) {
-        if let Some(m) = self.peers.get_mut(peer) {
-            m.seen = m.seen.max(now);
+        if let Some(m) = self.get_mut(peer) {
+            m.seen = m.seen.max(secs(now));
             m.direct = true;
         }
     }
@@ -195,8 +218,10 @@ impl Members {
     /// `now` are ignored from here on (for [`MEMBER_TTL`], at most the cap of them).
     pub fn lost(&mut self, peer: &PeerId, now: Duration) {
         self.remove(peer);
+        let now = secs(now);
+        let ttl = secs(MEMBER_TTL);
         if self.gone.len() >= self.cap {
-            self.gone.retain(|_, at| now.saturating_sub(*at) < MEMBER_TTL);
+            self.gone.retain(|_, at| now.saturating_sub(*at) < ttl);
         }
         if self.gone.len() < self.cap {
             self.gone.insert(*peer, now);
@@ -205,25 +230,21 @@ impl Members {
 
     /// Forgets `peer` (it does not speak the value protocol). Returns whether it was a member.
     pub fn remove(&mut self, peer: &PeerId) -> bool {
-        if self.peers.remove(peer).is_none() {
-            return false;
+        let key = key_of(KBucketKey::from(*peer).hashed_bytes());
+        match self.find(&key) {
+            Ok(i) => {
+                self.members.remove(i);
+                true
+            }
+            Err(_) => false,
         }
-        self.index.remove(&key_of(KBucketKey::from(*peer).hashed_bytes()));
-        true
     }
 
     /// Forgets the members nobody has heard from for [`MEMBER_TTL`] (and losses that old).
     pub fn expire(&mut self, now: Duration) {
-        self.gone.retain(|_, at| now.saturating_sub(*at) < MEMBER_TTL);
-        let stale: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, m)| now.saturating_sub(m.seen) >= MEMBER_TTL)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in stale {
-            self.remove(&p);
-        }
+        let (now, ttl) = (secs(now), secs(MEMBER_TTL));
+        self.gone.retain(|_, at| now.saturating_sub(*at) < ttl);
+        self.members.retain(|m| now.saturating_sub(m.seen) < ttl);
     }
 
     /// The `n` members nearest to `key`, nearest first (the same order as
@@ -240,77 +261,77 @@ impl Members {
             return Vec::new();
         }
         let target = key_of(KBucketKey::new(key.as_bytes().to_vec()).hashed_bytes());
-        let mut near = self.nearest_to(&target, n);
+        let near = self.nearest_members(&target, n);
         let own = xor(&key_of(KBucketKey::from(local).hashed_bytes()), &target);
-        let at = near.iter().position(|p| {
-            let theirs = xor(&key_of(KBucketKey::from(*p).hashed_bytes()), &target);
-            own < theirs
-        });
-        match at {
-            Some(i) => near.insert(i, local),
-            None => near.push(local),
-        }
-        near.truncate(n);
-        near
+        let at = near.iter().position(|m| own < xor(&m.key, &target)).unwrap_or(near.len());
+        let mut out: Vec<PeerId> = near.iter().map(|m| m.peer).collect();
+        out.insert(at, local);
+        out.truncate(n);
+        out
     }
 
     /// The `n` members nearest to `key` with their addresses (at most [`MAX_NEAR_ADDRS`]
     /// each): what a replica names in a Fetch answer.
     pub fn nearest_with_addrs(&self, key: &str, n: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
-        self.nearest(key, n).into_iter().map(|p| (p, self.addrs(&p).to_vec())).collect()
+        let target = key_of(KBucketKey::new(key.as_bytes().to_vec()).hashed_bytes());
+        self.nearest_members(&target, n).into_iter().map(|m| (m.peer, m.addrs.to_vec())).collect()
     }
 
     fn nearest_to(&self, target: &Key, n: usize) -> Vec<PeerId> {
-        if n == 0 || self.index.is_empty() {
+        self.nearest_members(target, n).into_iter().map(|m| m.peer).collect()
+    }
+
+    fn nearest_members(&self, target: &Key, n: usize) -> Vec<&Member> {
+        if n == 0 || self.members.is_empty() {
             return Vec::new();
         }
         // The smallest prefix range around the target that holds n members: everything in it
         // is nearer than anything outside it.
-        let len = self.index.len();
-        let mut bits = (usize::BITS - len.leading_zeros()) as usize + 1; // ~log2(len) + 1
-        bits = bits.min(256);
-        let candidates: Vec<(&Key, &PeerId)> = loop {
+        let len = self.members.len();
+        let mut bits = ((usize::BITS - len.leading_zeros()) as usize + 1).min(256);
+        let range = loop {
             let (low, high) = prefix_range(target, bits);
-            let range: Vec<(&Key, &PeerId)> = self.index.range(low..=high).collect();
-            if range.len() >= n || bits == 0 {
-                break range;
+            let start = self.members.partition_point(|m| m.key < low);
+            let end = self.members.partition_point(|m| m.key <= high);
+            if end - start >= n || bits == 0 {
+                break &self.members[start..end];
             }
             bits = bits.saturating_sub(2);
         };
-        let mut ranked: Vec<(Key, PeerId)> =
-            candidates.into_iter().map(|(k, p)| (xor(k, target), *p)).collect();
-        ranked.sort_unstable();
-        ranked.into_iter().take(n).map(|(_, p)| p).collect()
+        let mut ranked: Vec<(Key, &Member)> =
+            range.iter().map(|m| (xor(&m.key, target), m)).collect();
+        ranked.sort_unstable_by_key(|a| a.0);
+        ranked.into_iter().take(n).map(|(_, m)| m).collect()
     }
 
     /// Where `peer` listens, as far as we know.
     pub fn addrs(&self, peer: &PeerId) -> &[Multiaddr] {
-        self.peers.get(peer).map_or(&[], |m| &m.addrs)
+        self.get(peer).map_or(&[], |m| &m.addrs)
     }
 
     /// Whether `peer` is a member.
     pub fn contains(&self, peer: &PeerId) -> bool {
-        self.peers.contains_key(peer)
+        self.get(peer).is_some()
     }
 
     /// Whether `peer` talked with us (not only named by others).
     pub fn is_direct(&self, peer: &PeerId) -> bool {
-        self.peers.get(peer).is_some_and(|m| m.direct)
+        self.get(peer).is_some_and(|m| m.direct)
     }
 
     /// How many members there are.
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.members.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.members.is_empty()
     }
 
-    /// All members (upkeep's view of who should hold what).
+    /// All members, in key order.
     pub fn peers(&self) -> Vec<PeerId> {
-        self.index.values().copied().collect()
+        self.members.iter().map(|m| m.peer).collect()
     }
 
     /// Up to `n` members to pass on in an exchange, with the age of their last direct
@@ -323,12 +344,9 @@ impl Members {
         offset: usize,
         now: Duration,
     ) -> Vec<(PeerId, Vec<Multiaddr>, u32)> {
-        let fresh: Vec<(&PeerId, &Member)> = self
-            .index
-            .values()
-            .filter_map(|p| self.peers.get(p).map(|m| (p, m)))
-            .filter(|(_, m)| now.saturating_sub(m.seen) < MEMBER_TTL)
-            .collect();
+        let (now, ttl) = (secs(now), secs(MEMBER_TTL));
+        let fresh: Vec<&Member> =
+            self.members.iter().filter(|m| now.saturating_sub(m.seen) < ttl).collect();
         if fresh.is_empty() || n == 0 {
             return Vec::new();
         }
@@ -336,21 +354,18 @@ impl Members {
         let start = offset % fresh.len();
         (0..fresh.len().min(n))
             .map(|i| fresh[(start + i * step) % fresh.len()])
-            .map(|(p, m)| {
-                let age = u32::try_from(now.saturating_sub(m.seen).as_secs()).unwrap_or(u32::MAX);
-                (*p, m.addrs.to_vec(), age)
-            })
+            .map(|m| (m.peer, m.addrs.to_vec(), now.saturating_sub(m.seen)))
             .collect()
     }
 
     /// A member to exchange with: the `pick`-th member this peer talked with, in key order
     /// (the caller draws `pick` at random), if any.
     pub fn pick(&self, pick: usize) -> Option<PeerId> {
-        let direct: Vec<&PeerId> = self.index.values().filter(|p| self.is_direct(p)).collect();
+        let direct: Vec<&Member> = self.members.iter().filter(|m| m.direct).collect();
         if direct.is_empty() {
             return None;
         }
-        Some(*direct[pick % direct.len()])
+        Some(direct[pick % direct.len()].peer)
     }
 
     /// The answer to a `Members { max }` request at `now` (`offset`: where in key order this
@@ -372,13 +387,56 @@ impl Members {
         now + if self.merged < FULL_EXCHANGES { EXCHANGE_YOUNG } else { EXCHANGE_EVERY }
     }
 
-    /// Takes in an exchange's answer received at `now`.
+    /// Takes in an exchange's answer received at `now`: the members known are updated in
+    /// place, the new ones (up to the cap: hearsay does not push out what we know) merged in
+    /// one pass.
     pub fn merge(&mut self, peers: Vec<(PeerId, Vec<Multiaddr>, u32)>, now: Duration) {
         self.merged = self.merged.saturating_add(1);
+        let ttl = secs(MEMBER_TTL);
+        let mut fresh: Vec<Member> = Vec::new();
         for (peer, addrs, age) in peers.into_iter().take(self.cap) {
-            let seen_at = now.saturating_sub(Duration::from_secs(u64::from(age)));
-            self.reported(peer, &addrs, seen_at, now);
+            if peer == self.local || age >= ttl {
+                continue;
+            }
+            let seen = secs(now).saturating_sub(age);
+            if self.gone.get(&peer).is_some_and(|lost| *lost >= seen) {
+                continue;
+            }
+            let key = key_of(KBucketKey::from(peer).hashed_bytes());
+            match self.find(&key) {
+                Ok(i) => {
+                    let m = &mut self.members[i];
+                    m.seen = m.seen.max(seen);
+                    if m.addrs.is_empty() && !addrs.is_empty() {
+                        m.addrs = addrs.into_iter().take(MAX_NEAR_ADDRS).collect();
+                    }
+                }
+                Err(_) => {
+                    let addrs = addrs.into_iter().take(MAX_NEAR_ADDRS).collect();
+                    fresh.push(Member { key, peer, addrs, seen, direct: false });
+                }
+            }
         }
+        fresh.sort_unstable_by_key(|m| m.key);
+        fresh.dedup_by(|a, b| a.key == b.key);
+        fresh.truncate(self.cap.saturating_sub(self.members.len()));
+        if fresh.is_empty() {
+            return;
+        }
+        let old = std::mem::take(&mut self.members);
+        let mut merged = Vec::with_capacity(old.len() + fresh.len());
+        let (mut a, mut b) = (old.into_iter().peekable(), fresh.into_iter().peekable());
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.key < y.key,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_a { a.next() } else { b.next() };
+            merged.extend(next);
+        }
+        self.members = merged;
     }
 }
 
@@ -520,8 +578,8 @@ mod tests {
             m.seen(PeerId::random(), &[], S * (200 + i as u32));
             assert!(m.len() <= cap + cap / 8);
         }
-        // The newest direct members stay; the index agrees with the table.
-        assert_eq!(m.index.len(), m.peers.len());
+        // The newest direct members stay, in key order.
+        assert!(m.members.windows(2).all(|w| w[0].key < w[1].key));
         assert!(direct.iter().all(|p| !m.contains(p)), "the longest unheard went first");
     }
 
@@ -557,6 +615,27 @@ mod tests {
         other.merge(all, now);
         other.expire(t + MEMBER_TTL);
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn a_merge_keeps_key_order_and_the_cap() {
+        let local = PeerId::random();
+        let mut m = Members::new(local, 50);
+        let now = MEMBER_TTL;
+        let first: Vec<(PeerId, Vec<Multiaddr>, u32)> =
+            (0..30).map(|_| (PeerId::random(), vec![], 1)).collect();
+        m.merge(first.clone(), now);
+        let mut more: Vec<(PeerId, Vec<Multiaddr>, u32)> =
+            (0..40).map(|_| (PeerId::random(), vec![addr(2)], 1)).collect();
+        more.extend(first.iter().take(5).cloned());
+        more.push((local, vec![], 0));
+        m.merge(more, now);
+        assert_eq!(m.len(), 50, "hearsay fills up to the cap, no further");
+        assert!(m.members.windows(2).all(|w| w[0].key < w[1].key));
+        assert!(first.iter().all(|(p, _, _)| m.contains(p)));
+        assert!(!m.contains(&local));
+        let peers: Vec<PeerId> = m.peers();
+        assert_eq!(m.nearest("k", 50), crate::placement::rank("k", peers).to_vec());
     }
 
     #[test]
