@@ -11,7 +11,7 @@ use peerkv::core::members::{Members, MEMBERS_CAP};
 use peerkv::core::membership::Suspects;
 use peerkv::core::replica::{self, Holdings, Limits};
 use peerkv::core::{
-    upkeep, Action, Env, GetOp, Input, Kind, Now, OpConfig, PutOp, Upkeep, UpkeepAction,
+    upkeep, Action, Env, GetOp, Input, Kind, Now, OpConfig, PutOp, Rtts, Upkeep, UpkeepAction,
     UpkeepConfig, View,
 };
 use peerkv::protocol::{Request, Response};
@@ -155,6 +155,13 @@ pub enum Out {
         /// Its result.
         outcome: peerkv::core::Outcome,
     },
+    /// Feed the op `Input::Wake` at virtual time `at` (µs).
+    Wake {
+        /// The operation.
+        op: u64,
+        /// When.
+        at: u64,
+    },
 }
 
 /// A simulated peer.
@@ -189,6 +196,8 @@ pub struct Node {
     /// failed replicas until they talk again, and redialed by the rejoin timer, as the node's
     /// suspects are.
     pub suspects: Suspects,
+    /// Round-trip estimates the ops order and time their requests by.
+    pub rtts: Rtts,
     /// The one-hop view: where searches start, what Fetch answers name, upkeep's replicas.
     pub members: Members,
     /// Where the next members exchange answer starts in key order.
@@ -218,6 +227,7 @@ impl Node {
             upkeep_soon: false,
             suspects: Suspects::default(),
             members: Members::new(id, MEMBERS_CAP),
+            rtts: Rtts::default(),
             share_offset: 0,
             replication: 5,
         }
@@ -237,6 +247,7 @@ impl Node {
         self.upkeep = Upkeep::default();
         self.upkeep_soon = false;
         self.suspects = Suspects::default();
+        self.rtts = Rtts::default();
         self.clock = Clock::new();
     }
 
@@ -265,6 +276,7 @@ impl Node {
             keypair: &self.keypair,
             known,
             not_kv: &not_kv,
+            rtts: &mut self.rtts,
         };
         let (op, actions) = match kind {
             OpKind::Get => {
@@ -294,6 +306,7 @@ impl Node {
             keypair: &self.keypair,
             known,
             not_kv: &not_kv,
+            rtts: &mut self.rtts,
         };
         let actions = match &mut running.op {
             SimOp::Put(op) => op.handle(input, &mut env),
@@ -333,6 +346,10 @@ impl Node {
                 Action::Learn { peer, addrs } => {
                     self.members.named(peer, &addrs, Duration::from_micros(t));
                 }
+                Action::Wake { at } => out.push(Out::Wake {
+                    op: op_id,
+                    at: u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
+                }),
                 Action::Reply(outcome) => out.push(Out::Reply { op: op_id, outcome }),
             }
         }

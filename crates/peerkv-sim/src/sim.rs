@@ -68,6 +68,7 @@ enum Event {
     Upkeep { node: usize, periodic: bool },
     Rejoin { node: usize },
     Exchange { node: usize },
+    Wake { node: usize, op: u64 },
     ChurnTick,
     Restart { node: usize },
 }
@@ -368,6 +369,12 @@ impl Sim {
                 Event::Upkeep { node, periodic } => self.upkeep(node, periodic),
                 Event::Rejoin { node } => self.rejoin(node),
                 Event::Exchange { node } => self.exchange(node),
+                Event::Wake { node, op } => {
+                    if self.nodes[node].alive {
+                        let out = self.nodes[node].feed(op, Input::Wake, self.now);
+                        self.handle(node, out);
+                    }
+                }
                 Event::ChurnTick => self.churn_tick(),
                 Event::Restart { node } => self.restart(node),
             }
@@ -600,6 +607,7 @@ impl Sim {
                 match o {
                     Out::Send { to, purpose, request } => self.send(node, to, purpose, request),
                     Out::Reply { op, outcome } => self.reply(node, op, outcome),
+                    Out::Wake { op, at } => self.at(at.max(self.now), Event::Wake { node, op }),
                 }
             }
             let more = self.nodes[node].drain_local(self.now);

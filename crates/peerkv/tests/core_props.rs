@@ -22,7 +22,7 @@ use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use peerkv::clock::Clock;
 use peerkv::core::replica::{self, Holdings, Limits};
-use peerkv::core::{Action, Env, GetOp, Input, Kind, Now, OpConfig, Outcome, PutOp, View};
+use peerkv::core::{Action, Env, GetOp, Input, Kind, Now, OpConfig, Outcome, PutOp, Rtts, View};
 use peerkv::protocol::{Request, Response};
 use peerkv::{placement, Hlc, Record};
 use proptest::prelude::*;
@@ -81,6 +81,7 @@ struct World {
     local_key: Keypair,
     stores: HashMap<PeerId, Mem>,
     clock: Clock,
+    rtts: Rtts,
     step: u64,
 }
 
@@ -89,7 +90,14 @@ impl World {
         let keys: Vec<Keypair> = (0..n).map(|i| keypair(i as u8)).collect();
         let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let stores = ids.iter().map(|p| (*p, Mem::default())).collect();
-        World { local_key: keys[0].clone(), ids, stores, clock: Clock::new(), step: 0 }
+        World {
+            local_key: keys[0].clone(),
+            ids,
+            stores,
+            clock: Clock::new(),
+            rtts: Rtts::default(),
+            step: 0,
+        }
     }
 
     fn local(&self) -> PeerId {
@@ -136,6 +144,8 @@ enum Step {
     Fail(usize),
     Duplicate(usize),
     Stranger(usize),
+    /// A wake (asked for or not: a hedged get takes any as "ask one more").
+    Wake,
     Deadline,
 }
 
@@ -145,6 +155,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<usize>().prop_map(Step::Fail),
         2 => any::<usize>().prop_map(Step::Duplicate),
         2 => any::<usize>().prop_map(Step::Stranger),
+        2 => Just(Step::Wake),
         1 => Just(Step::Deadline),
     ]
 }
@@ -196,7 +207,7 @@ fn run(world: &mut World, mut op: Op, first: Vec<Action>, schedule: &[Step], r: 
                 match a {
                     Action::Send { peer, kind, request } => pending.push((peer, kind, request)),
                     Action::Repair { peer, record } => trace.repairs.push((peer, record)),
-                    Action::Learn { .. } => {}
+                    Action::Learn { .. } | Action::Wake { .. } => {}
                     Action::Reply(outcome) => trace.replies.push(outcome),
                 }
             }
@@ -215,6 +226,7 @@ fn run(world: &mut World, mut op: Op, first: Vec<Action>, schedule: &[Step], r: 
             keypair: &key,
             known: world.ids.len() - 1,
             not_kv: &not_kv,
+            rtts: &mut world.rtts,
         };
         op.handle(input, &mut env)
     };
@@ -265,6 +277,10 @@ fn run(world: &mut World, mut op: Op, first: Vec<Action>, schedule: &[Step], r: 
                 let actions = feed(world, &mut op, Input::Answer { peer, kind, response });
                 take(actions, &mut pending, &mut trace);
             }
+            Step::Wake => {
+                let actions = feed(world, &mut op, Input::Wake);
+                take(actions, &mut pending, &mut trace);
+            }
             Step::Deadline => {
                 let actions = feed(world, &mut op, Input::Deadline);
                 take(actions, &mut pending, &mut trace);
@@ -300,8 +316,15 @@ fn start_get(world: &mut World, cfg: OpConfig, nearest: Vec<PeerId>) -> (GetOp, 
     let (now, local, key) = (world.now(), world.local(), world.local_key.clone());
     let not_kv = |_: &PeerId| false;
     let known = world.ids.len() - 1;
-    let mut env =
-        Env { now, local, clock: &mut world.clock, keypair: &key, known, not_kv: &not_kv };
+    let mut env = Env {
+        now,
+        local,
+        clock: &mut world.clock,
+        keypair: &key,
+        known,
+        not_kv: &not_kv,
+        rtts: &mut world.rtts,
+    };
     let view = View { nearest, suspects: Vec::new(), connected: true };
     GetOp::start(KEY.into(), view, cfg, &mut env).expect("a get starts")
 }
@@ -311,8 +334,15 @@ fn start_put(world: &mut World, cfg: OpConfig, nearest: Vec<PeerId>) -> (PutOp, 
     let (now, local, key) = (world.now(), world.local(), world.local_key.clone());
     let not_kv = |_: &PeerId| false;
     let known = world.ids.len() - 1;
-    let mut env =
-        Env { now, local, clock: &mut world.clock, keypair: &key, known, not_kv: &not_kv };
+    let mut env = Env {
+        now,
+        local,
+        clock: &mut world.clock,
+        keypair: &key,
+        known,
+        not_kv: &not_kv,
+        rtts: &mut world.rtts,
+    };
     let value = Some(b"new value".to_vec());
     let view = View { nearest, suspects: Vec::new(), connected: true };
     PutOp::start(KEY.into(), value, None, view, cfg, &mut env).expect("a put starts")

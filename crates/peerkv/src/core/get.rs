@@ -7,8 +7,17 @@
 //! there can be. The op stays until every request is answered (or the deadline), then sends the
 //! newest record to each of the R nearest that held nothing or an older one (read repair, fire
 //! and forget).
+//!
+//! Hedged: of the R nearest the view knows, the Q fastest by the round-trip estimates are asked
+//! first ([`Search::limit_to`]); when no answer settles the get within the learned p95
+//! ([`Rtts::hedge_after`](super::Rtts::hedge_after)) one more is asked, and so on. A failure
+//! brings in the next at once, peers that answers name are asked at once, and a "not found"
+//! asks all of them. The rule does not change: Q answers of the R nearest.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use libp2p::PeerId;
 
 use super::put::learn;
 use super::{
@@ -28,6 +37,10 @@ pub struct GetOp {
     replied: bool,
     /// Whether the op ended (answers all in, or the deadline) and repaired what it could.
     done: bool,
+    /// When each request to a remote peer went out (for the round-trip estimates).
+    sent: HashMap<PeerId, Duration>,
+    /// The wake asked for, if any.
+    wake: Option<Duration>,
     started: Duration,
     deadline: Duration,
     config: OpConfig,
@@ -61,11 +74,14 @@ impl GetOp {
             Search::new(&key, config.replication, config.read_quorum, config.search_budget);
         search.seed(env.local, view);
         search.allow_widening();
+        search.limit_to(search.needed());
         let mut op = GetOp {
             key,
             search,
             replied: false,
             done: false,
+            sent: HashMap::new(),
+            wake: None,
             started: env.now.mono,
             deadline: env.now.mono + config.timeout,
             config,
@@ -121,9 +137,19 @@ impl GetOp {
                 actions.extend(self.finish());
                 actions
             }
+            Input::Wake => {
+                self.wake = None;
+                if self.replied || !self.search.hedge() {
+                    return Vec::new();
+                }
+                self.step(env)
+            }
             Input::Answer { peer, kind: Kind::Fetch, response } => {
                 if !self.search.is_asked(&peer) {
                     return Vec::new(); // never asked, or answered already
+                }
+                if let Some(sent) = self.sent.remove(&peer) {
+                    env.rtts.observe(peer, env.now.mono.saturating_sub(sent));
                 }
                 let mut actions = Vec::new();
                 match response {
@@ -165,9 +191,18 @@ impl GetOp {
     fn step(&mut self, env: &Env<'_>) -> Vec<Action> {
         let mut actions = Vec::new();
         if !self.replied {
-            let ask = self.search.next_to_ask();
+            let rtts = &*env.rtts;
+            let local = env.local;
+            let ask = self.search.next_to_ask_ranked(&|p| {
+                if *p == local {
+                    Some(Duration::ZERO)
+                } else {
+                    rtts.estimate(p)
+                }
+            });
             for peer in ask.iter().filter(|p| **p != env.local) {
                 let request = self.config.fetch(&self.key);
+                self.sent.insert(*peer, env.now.mono);
                 actions.push(Action::Send { peer: *peer, kind: Kind::Fetch, request });
             }
             if ask.contains(&env.local) {
@@ -179,6 +214,11 @@ impl GetOp {
         if !self.replied && verdict == Verdict::Ready {
             self.replied = true;
             actions.push(Action::Reply(Outcome::Get(Ok(self.report(env.now)))));
+        }
+        if !self.replied && self.wake.is_none() && self.search.holding_back() {
+            let at = env.now.mono + env.rtts.hedge_after();
+            self.wake = Some(at);
+            actions.push(Action::Wake { at });
         }
         let quiet = self.search.in_flight() == 0;
         if !self.replied && verdict == Verdict::Impossible && quiet {

@@ -26,6 +26,7 @@ pub mod members;
 pub mod membership;
 pub mod put;
 pub mod replica;
+pub mod rtt;
 pub mod search;
 pub mod tally;
 pub mod upkeep;
@@ -37,6 +38,7 @@ use libp2p::{Multiaddr, PeerId};
 
 pub use get::GetOp;
 pub use put::PutOp;
+pub use rtt::Rtts;
 pub use search::{Search, Verdict};
 pub use tally::Tally;
 pub use upkeep::{Upkeep, UpkeepAction, UpkeepConfig};
@@ -92,6 +94,8 @@ pub enum Input {
         /// Why, for the error a user may read.
         reason: String,
     },
+    /// The time an [`Action::Wake`] asked for came.
+    Wake,
     /// The operation's deadline passed.
     Deadline,
 }
@@ -123,6 +127,12 @@ pub enum Action {
         peer: PeerId,
         /// Its addresses (at most [`MAX_NEAR_ADDRS`](crate::protocol::MAX_NEAR_ADDRS)).
         addrs: Vec<Multiaddr>,
+    },
+    /// Feed [`Input::Wake`] at `at` (the monotonic time of [`Now`]); an op asks for one wake
+    /// at a time, and a wake it no longer needs is ignored.
+    Wake {
+        /// When.
+        at: Duration,
     },
     /// The operation's result for whoever started it (sent once; the op may live on).
     Reply(Outcome),
@@ -210,6 +220,9 @@ pub struct Env<'a> {
     pub known: usize,
     /// Whether a peer is known not to speak the value protocol (it is never a candidate).
     pub not_kv: &'a dyn Fn(&PeerId) -> bool,
+    /// Round-trip estimates: ops order and time their requests by them, and add what they
+    /// measure.
+    pub rtts: &'a mut Rtts,
 }
 
 /// Feeds a version seen from a peer to the clock, clamped to half the skew replicas accept, so

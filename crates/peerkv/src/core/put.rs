@@ -149,7 +149,7 @@ impl PutOp {
     /// Feeds one input; returns what to do.
     pub fn handle(&mut self, input: Input, env: &mut Env<'_>) -> Vec<Action> {
         match (&mut self.phase, input) {
-            (Phase::Done, _) => Vec::new(),
+            (Phase::Done, _) | (_, Input::Wake) => Vec::new(),
             (_, Input::Deadline) => self.expire(),
             (Phase::Searching(search), Input::Answer { peer, kind: Kind::Fetch, response }) => {
                 if !search.is_asked(&peer) {
@@ -446,6 +446,7 @@ mod tests {
             keypair: &keypair,
             known: 1,
             not_kv: &not_kv,
+            rtts: &mut crate::core::Rtts::default(),
         };
         let config = OpConfig {
             replication: 5,

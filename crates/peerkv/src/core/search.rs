@@ -79,6 +79,11 @@ pub struct Search {
     widened: bool,
     /// Whether it may widen (a get's search; a put's would only send more requests).
     may_widen: bool,
+    /// A get's limit on the peers it first asked from the routing view (`None`: ask the
+    /// whole reach at once, as a put does): Q at the start, one more per hedge. Peers learnt
+    /// from answers, failures' successors and a "not found" that needs everyone are not held
+    /// back by it.
+    limit: Option<usize>,
     /// Why some peers failed (first few).
     pub failures: Vec<String>,
 }
@@ -99,6 +104,7 @@ impl Search {
             budget,
             widened: false,
             may_widen: false,
+            limit: None,
             failures: Vec::new(),
         }
     }
@@ -130,6 +136,28 @@ impl Search {
     /// Lets the search widen its reach to 2R before it concludes "not found" (a get's).
     pub fn allow_widening(&mut self) {
         self.may_widen = true;
+    }
+
+    /// Asks only `n` of the reach at first (a get: Q), the fastest first ([`Search::hedge`]
+    /// adds one).
+    pub fn limit_to(&mut self, n: usize) {
+        self.limit = Some(n.max(1));
+    }
+
+    /// One more of the reach may be asked (an answer is late). Returns whether anyone is left
+    /// to ask.
+    pub fn hedge(&mut self) -> bool {
+        if let Some(l) = &mut self.limit {
+            *l += 1;
+        }
+        self.reach().any(|(_, s)| *s == Reach::Waiting)
+    }
+
+    /// Whether some of the reach are held back by the limit (a hedge would ask one).
+    pub fn holding_back(&self) -> bool {
+        self.limit.is_some()
+            && self.asked < self.budget
+            && self.reach().any(|(_, s)| *s == Reach::Waiting)
     }
 
     /// Adds a candidate that is believed down (a request to it failed recently): it takes its
@@ -199,6 +227,16 @@ impl Search {
 
     /// The peers to ask now (the nearest not asked yet, within the budget), marked as asked.
     pub fn next_to_ask(&mut self) -> Vec<PeerId> {
+        self.next_to_ask_ranked(&|_| Some(std::time::Duration::ZERO))
+    }
+
+    /// [`Search::next_to_ask`], and under a limit the fastest by `rtt` first (ties: nearest).
+    /// The limit holds back only when every one of them has an estimate: a peer never
+    /// measured may be the fastest, and guessing would cost a round trip.
+    pub fn next_to_ask_ranked(
+        &mut self,
+        rtt: &dyn Fn(&PeerId) -> Option<std::time::Duration>,
+    ) -> Vec<PeerId> {
         if self.may_widen && !self.widened {
             let (answered, found) = self.answered();
             let room = self.asked < self.budget;
@@ -208,8 +246,37 @@ impl Search {
                 self.widened = true;
             }
         }
-        let waiting: Vec<PeerId> =
+        let mut waiting: Vec<PeerId> =
             self.reach().filter(|(_, s)| **s == Reach::Waiting).map(|(p, _)| *p).collect();
+        if let Some(limit) = self.limit {
+            let (answered, found) = self.answered();
+            // "Not found" needs every one of the nearest: nothing is held back then.
+            let everyone = answered >= self.needed() && found == 0;
+            let measured = waiting.iter().all(|p| self.depth(p) >= 2 || rtt(p).is_some());
+            if !everyone && measured {
+                let busy = self.reach().filter(|(_, s)| **s == Reach::Asked).count()
+                    + self.window().filter(|(_, s)| matches!(s, Reach::Answered(_))).count();
+                let mut free = limit.saturating_sub(busy);
+                // Peers learnt from answers (depth 2 and more) displace the ones the view
+                // knew: they are asked at once. The view's own are asked fastest first.
+                let (learnt, known): (Vec<PeerId>, Vec<PeerId>) =
+                    waiting.into_iter().partition(|p| self.depth(p) >= 2);
+                let mut known: Vec<(std::time::Duration, usize, PeerId)> = known
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| (rtt(&p).unwrap_or_default(), i, p))
+                    .collect();
+                known.sort_unstable();
+                waiting = learnt;
+                for (_, _, p) in known {
+                    if free == 0 {
+                        break;
+                    }
+                    free -= 1;
+                    waiting.push(p);
+                }
+            }
+        }
         let room = self.budget.saturating_sub(self.asked);
         let ask: Vec<PeerId> = waiting.into_iter().take(room).collect();
         for p in &ask {
@@ -392,6 +459,76 @@ mod tests {
         assert_eq!(s.verdict(), Verdict::Ready);
         assert_eq!(s.needed(), 2);
         assert_eq!(s.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_limited_search_asks_the_fastest_then_hedges_and_replaces_failures() {
+        let all = placement::rank("k", peers(5));
+        let mut s = Search::new("k", 5, None, 32);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.limit_to(3);
+        // The two nearest are the slowest: the three fastest go first.
+        let slow = |p: &PeerId| {
+            let ms = if *p == all[0] || *p == all[1] { 50 } else { 1 };
+            Some(std::time::Duration::from_millis(ms))
+        };
+        let first = s.next_to_ask_ranked(&slow);
+        assert_eq!(first, vec![all[2], all[3], all[4]]);
+        assert!(s.next_to_ask_ranked(&slow).is_empty(), "held back by the limit");
+        assert!(s.holding_back());
+        // A failure brings in the next at once.
+        s.fail(all[2], "gone");
+        assert_eq!(s.next_to_ask_ranked(&slow), vec![all[0]]);
+        // A hedge asks one more.
+        assert!(s.hedge());
+        assert_eq!(s.next_to_ask_ranked(&slow), vec![all[1]]);
+        assert!(!s.holding_back());
+        // The rule stands: Q = 3 answers of the window.
+        s.answer(all[3], Some(record("k", 1)));
+        s.answer(all[4], None);
+        assert_eq!(s.verdict(), Verdict::Pending);
+        s.answer(all[0], None);
+        assert_eq!(s.verdict(), Verdict::Ready);
+    }
+
+    #[test]
+    fn a_limited_search_asks_everyone_when_one_was_never_measured() {
+        let all = placement::rank("k", peers(5));
+        let mut s = Search::new("k", 5, None, 32);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.limit_to(3);
+        let new = all[4];
+        let rtt = |p: &PeerId| (*p != new).then_some(std::time::Duration::from_millis(1));
+        assert_eq!(s.next_to_ask_ranked(&rtt).len(), 5);
+    }
+
+    #[test]
+    fn a_limited_search_asks_everyone_before_not_found_and_learnt_peers_at_once() {
+        let all = placement::rank("k", peers(6));
+        let mut s = Search::new("k", 5, None, 32);
+        for p in &all[1..] {
+            s.offer(*p, 1);
+        }
+        s.limit_to(3);
+        let first = s.next_to_ask();
+        assert_eq!(first.len(), 3);
+        // An answer names a nearer peer: asked at once, whatever the limit.
+        s.answer(first[0], None);
+        s.offer(all[0], 2);
+        assert_eq!(s.next_to_ask(), vec![all[0]]);
+        for p in first.iter().skip(1).chain([&all[0]]) {
+            s.answer(*p, None);
+        }
+        // Q said "not found": the rest of the window is asked before it is believed.
+        let rest = s.next_to_ask();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(s.verdict(), Verdict::Pending);
+        s.answer(rest[0], None);
+        assert_eq!(s.next_to_ask().len(), 0);
     }
 
     #[test]

@@ -188,6 +188,10 @@ pub(crate) struct EventLoop {
     next_op: OpId,
     /// Puts and gets in flight.
     ops: HashMap<OpId, Running>,
+    /// Round-trip estimates the core's ops order and time their requests by.
+    rtts: crate::core::Rtts,
+    /// Wakes ops asked for: (when, op), earliest first.
+    wakes: std::collections::BTreeSet<(Duration, OpId)>,
     /// Requests ops sent to this peer, served after the event at hand (never re-entrantly).
     local_queue: VecDeque<(OpId, Kind, Request)>,
     /// The settings the core's operations read.
@@ -256,6 +260,8 @@ impl EventLoop {
             next_op: 0,
             ops: HashMap::new(),
             local_queue: VecDeque::new(),
+            rtts: crate::core::Rtts::default(),
+            wakes: std::collections::BTreeSet::new(),
             op_config,
             limits,
             started: Instant::now(),
@@ -273,6 +279,13 @@ impl EventLoop {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let next_wake = self.next_wake();
+            let wake = async move {
+                match next_wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
@@ -294,6 +307,11 @@ impl EventLoop {
                 // from ending on time (the tick is ready only every SWEEP_INTERVAL).
                 _ = sweep.tick() => {
                     self.sweep(Instant::now());
+                    self.drain_local();
+                }
+                // An op's wake (a hedged get asks one more replica).
+                () = wake => {
+                    self.wake_ops();
                     self.drain_local();
                 }
                 event = self.swarm.select_next_some() => {

@@ -19,7 +19,7 @@ use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Clock};
 use crate::command::{GetReport, PutReport, Reply};
 use crate::core::members::Members;
-use crate::core::{Action, Env, GetOp, Input, Kind, Now, Outcome, PutOp, View};
+use crate::core::{Action, Env, GetOp, Input, Kind, Now, Outcome, PutOp, Rtts, View};
 use crate::error::Error;
 use crate::placement;
 use crate::protocol::{Request, MAX_NEAR_ADDRS};
@@ -64,17 +64,19 @@ impl Running {
 
 /// Runs `f` with an [`Env`] built from the loop's fields (borrowed one by one, so that an op
 /// borrowed from `ops` can take it).
+#[allow(clippy::too_many_arguments)]
 fn with_env<R>(
     clock: &mut Clock,
     keypair: &Keypair,
     kv_support: &HashMap<PeerId, bool>,
+    rtts: &mut Rtts,
     now: Now,
     local: PeerId,
     known: usize,
     f: impl FnOnce(&mut Env<'_>) -> R,
 ) -> R {
     let not_kv = |p: &PeerId| kv_support.get(p) == Some(&false);
-    let mut env = Env { now, local, clock, keypair, known, not_kv: &not_kv };
+    let mut env = Env { now, local, clock, keypair, known, not_kv: &not_kv, rtts };
     f(&mut env)
 }
 
@@ -200,10 +202,16 @@ impl EventLoop {
         let view = self.view_of(&key);
         let known = self.routing_table_len();
         let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
-        let started =
-            with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                PutOp::start(key, value, ttl, view, config, env)
-            });
+        let started = with_env(
+            &mut self.clock,
+            &self.keypair,
+            &self.kv_support,
+            &mut self.rtts,
+            now,
+            local,
+            known,
+            |env| PutOp::start(key, value, ttl, view, config, env),
+        );
         match started {
             Ok((op, actions)) => {
                 let id = self.new_op_id();
@@ -225,10 +233,16 @@ impl EventLoop {
         let view = self.view_of(&key);
         let known = self.routing_table_len();
         let (now, local, config) = (self.now(), self.local_peer_id(), self.op_config.clone());
-        let started =
-            with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                GetOp::start(key, view, config, env)
-            });
+        let started = with_env(
+            &mut self.clock,
+            &self.keypair,
+            &self.kv_support,
+            &mut self.rtts,
+            now,
+            local,
+            known,
+            |env| GetOp::start(key, view, config, env),
+        );
         match started {
             Ok((op, actions)) => {
                 let id = self.new_op_id();
@@ -247,13 +261,19 @@ impl EventLoop {
         let known = self.routing_table_len();
         let (now, local) = (self.now(), self.local_peer_id());
         let Some(running) = self.ops.get_mut(&id) else { return };
-        let actions =
-            with_env(&mut self.clock, &self.keypair, &self.kv_support, now, local, known, |env| {
-                match running {
-                    Running::Put { op, .. } => op.handle(input, env),
-                    Running::Get { op, .. } => op.handle(input, env),
-                }
-            });
+        let actions = with_env(
+            &mut self.clock,
+            &self.keypair,
+            &self.kv_support,
+            &mut self.rtts,
+            now,
+            local,
+            known,
+            |env| match running {
+                Running::Put { op, .. } => op.handle(input, env),
+                Running::Get { op, .. } => op.handle(input, env),
+            },
+        );
         self.apply(id, actions);
     }
 
@@ -292,6 +312,9 @@ impl EventLoop {
                     // book, `add_peer_address`, is not read back by any of our behaviours).
                     let now = self.now().mono;
                     self.members.named(peer, &addrs, now);
+                }
+                Action::Wake { at } => {
+                    self.wakes.insert((at, id));
                 }
                 Action::Reply(outcome) => self.reply(id, outcome),
             }
@@ -335,6 +358,23 @@ impl EventLoop {
     }
 
     /// Feeds `Deadline` to every op whose deadline passed.
+    /// Feeds the wakes that are due.
+    pub(super) fn wake_ops(&mut self) {
+        let now = self.now().mono;
+        while let Some(&(at, id)) = self.wakes.first() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop_first();
+            self.feed(id, Input::Wake);
+        }
+    }
+
+    /// When the next wake is due, as an instant.
+    pub(super) fn next_wake(&self) -> Option<std::time::Instant> {
+        self.wakes.first().map(|(at, _)| self.started + *at)
+    }
+
     pub(super) fn sweep_ops(&mut self) {
         let now = self.now().mono;
         let expired: Vec<OpId> =
