@@ -361,11 +361,18 @@ impl Members {
     /// A member to exchange with: the `pick`-th member this peer talked with, in key order
     /// (the caller draws `pick` at random), if any.
     pub fn pick(&self, pick: usize) -> Option<PeerId> {
+        self.pick_where(pick, &|_| true)
+    }
+
+    /// [`Members::pick`] among those `prefer` accepts (the driver's: connected now, so an
+    /// exchange opens no connection), else among all this peer talked with.
+    pub fn pick_where(&self, pick: usize, prefer: &dyn Fn(&PeerId) -> bool) -> Option<PeerId> {
         let direct: Vec<&Member> = self.members.iter().filter(|m| m.direct).collect();
-        if direct.is_empty() {
-            return None;
+        let preferred: Vec<&&Member> = direct.iter().filter(|m| prefer(&m.peer)).collect();
+        if let Some(m) = preferred.get(pick % preferred.len().max(1)) {
+            return Some(m.peer);
         }
-        Some(direct[pick % direct.len()].peer)
+        direct.get(pick % direct.len().max(1)).map(|m| m.peer)
     }
 
     /// The answer to a `Members { max }` request at `now` (`offset`: where in key order this
@@ -610,6 +617,9 @@ mod tests {
         let some = m.share(3, 7, now);
         assert_eq!(some.len(), 3);
         assert!(m.pick(12345).is_some_and(|p| m.is_direct(&p)));
+        let one = fresh[3];
+        assert_eq!(m.pick_where(777, &|p| *p == one), Some(one));
+        assert!(m.pick_where(777, &|_| false).is_some_and(|p| m.is_direct(&p)));
         // Merged elsewhere: the reported sighting, not a new one.
         let mut other = Members::new(PeerId::random(), 64);
         other.merge(all, now);

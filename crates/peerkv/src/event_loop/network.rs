@@ -327,12 +327,15 @@ impl EventLoop {
         }
     }
 
-    /// A members exchange: asks one member this peer talked with (drawn by the clock's
-    /// nanoseconds, as good as random here) for up to
+    /// A members exchange: asks one member this peer talked with and is connected to (drawn by
+    /// the clock's nanoseconds, as good as random here; any member it talked with when none is
+    /// connected) for up to
     /// [`Members::wanted`](crate::core::members::Members::wanted) of its members.
     pub(super) fn exchange_members(&mut self) {
         let draw = self.now().mono.subsec_nanos() as usize;
-        let Some(peer) = self.members.pick(draw) else { return };
+        let swarm = &self.swarm;
+        let connected = |p: &PeerId| swarm.is_connected(p);
+        let Some(peer) = self.members.pick_where(draw, &connected) else { return };
         let request = Request::Members { max: self.members.wanted() };
         let id = self.send_to(peer, request);
         self.requests.insert(id, super::Outbound::Exchange);
