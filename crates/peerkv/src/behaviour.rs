@@ -55,6 +55,8 @@ mod composed {
         pub identify: identify::Behaviour,
         /// Liveness.
         pub ping: ping::Behaviour,
+        /// Keeps the connections to the members nearest to us open (warm connections).
+        pub warm: crate::warm::Behaviour,
     }
 }
 
@@ -119,6 +121,7 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
                 ping: ping::Behaviour::new(
                     ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
                 ),
+                warm: crate::warm::Behaviour::default(),
             })
         })
         .map_err(|e| Error::Swarm(e.to_string()))?

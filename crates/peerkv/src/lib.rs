@@ -46,6 +46,7 @@ pub mod placement;
 pub mod protocol;
 pub mod record;
 pub mod store;
+pub mod warm;
 
 pub use clock::Hlc;
 pub use command::{

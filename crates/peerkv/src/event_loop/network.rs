@@ -9,6 +9,7 @@ use super::command::split_p2p;
 use super::{DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MIN_IDLE};
 use crate::behaviour::BehaviourEvent;
 use crate::command::{ClosestPeer, ClosestReport};
+use crate::core::members::WARM_DIALS;
 use crate::core::membership::{self, Loss};
 use crate::error::Error;
 use crate::placement;
@@ -22,6 +23,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.on_ping(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Warm(never)) => match never {},
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::info!(%address, "listening");
                 if !self.listen_addrs.contains(&address) {
@@ -381,7 +383,18 @@ impl EventLoop {
             saved: &self.known_peers,
             keep_connected: self.config.idle_connection_timeout >= KEEP_CONNECTED_MIN_IDLE,
         };
-        let dials = membership::rejoin(&mut self.suspects, known, now);
+        let mut dials = membership::rejoin(&mut self.suspects, known, now);
+        // Warm connections: the members nearest to us stay connected whatever the idle
+        // timeout; the ones not connected are dialed, a few a round.
+        let warm = self.members.warm();
+        let cold: Vec<membership::Redial> = warm
+            .iter()
+            .filter(|p| !self.swarm.is_connected(p) && !dials.iter().any(|d| d.peer == **p))
+            .take(WARM_DIALS)
+            .map(|p| membership::Redial { peer: *p, addrs: self.members.addrs(p).to_vec() })
+            .collect();
+        dials.extend(cold);
+        self.swarm.behaviour_mut().warm.set(warm.into_iter().collect());
         for membership::Redial { peer, addrs } in dials {
             // Not into the routing table yet: identify puts it there once the dial succeeds,
             // so a peer that is still gone does not reappear in `peers`.
