@@ -38,7 +38,8 @@ pub const MEMBER_TTL: Duration = Duration::from_secs(600);
 /// How long a member only named in a Fetch hint lasts unless confirmed.
 pub const HINT_LIFE: Duration = Duration::from_secs(60);
 /// Members this peer keeps connected whatever the idle timeout (warm connections): the
-/// nearest to it. A connection costs about 60 KB of memory here (TCP, Noise and Yamux state).
+/// nearest to it. In the bench at N = 100 (a full mesh of 99 connections a peer) a peer's
+/// resident memory is 7.5 MiB, 0.4 MiB more than when idle connections closed after 10 s.
 pub const WARM_CAP: usize = 128;
 /// Warm members dialed per rejoin round (every 5 s).
 pub const WARM_DIALS: usize = 8;
