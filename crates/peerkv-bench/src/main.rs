@@ -262,6 +262,8 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
             value_size: cli.value_size,
             keys: cli.keys,
             read_quorum: NonZeroUsize::new(p.read_quorum).ok_or("read quorum 0")?,
+            warm_connections: (limit / 2 / cli.nodes.max(1))
+                .min(peerkv::config::DEFAULT_WARM_CONNECTIONS),
         },
         write_quorum: NonZeroUsize::new(p.write_quorum).ok_or("write quorum 0")?,
         settle_timeout: secs(cli.settle_timeout.unwrap_or(60.0 + cli.nodes as f64 / 5.0)),

@@ -118,6 +118,9 @@ pub struct PeerParams {
     /// peerkv's default read quorum Q (a majority of R); the systems that wait for Q answers
     /// use it, the others 1.
     pub read_quorum: NonZeroUsize,
+    /// peerkv's warm connections per peer: N peers in one process share its open-files limit
+    /// (each connection is two descriptors here), so at most half the limit over N.
+    pub warm_connections: usize,
 }
 
 /// A running peer of either system.
@@ -149,6 +152,7 @@ impl Peer {
                     read_quorum,
                     timeout: p.op_timeout,
                     idle_connection_timeout: p.idle_timeout,
+                    warm_connections: p.warm_connections,
                     max_value_size: p.value_size.max(peerkv::config::DEFAULT_MAX_VALUE_SIZE),
                     ..peerkv::Config::local()
                 };

@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_IDLE_CONNECTION_TIMEOUT.as_secs_f64())]
     pub idle_timeout: f64,
 
+    /// Connections kept open whatever the idle timeout, to the peers nearest to this one (a
+    /// get or put to them skips the handshakes); 0 for none.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_WARM_CONNECTIONS)]
+    pub warm_connections: usize,
+
     /// Most records this peer holds; past it new keys are refused (nothing held is dropped).
     #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = config::DEFAULT_MAX_RECORDS)]
     pub max_records: usize,
@@ -126,6 +131,7 @@ impl Cli {
             max_value_size: self.max_value_size,
             timeout: seconds("timeout", self.timeout)?,
             idle_connection_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            warm_connections: self.warm_connections,
             mdns_query_interval: seconds("mdns-interval", self.mdns_interval)?,
             max_records: self.max_records,
             upkeep_interval: seconds("upkeep-interval", self.upkeep_interval)?,

@@ -20,6 +20,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default idle time after which a connection nobody uses is closed: long, so that a LAN-sized
 /// overlay stays connected and pings notice a peer that is gone.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of [`Config::warm_connections`].
+pub const DEFAULT_WARM_CONNECTIONS: usize = crate::core::members::WARM_CAP;
 
 /// Longest time to live a put may carry.
 pub const MAX_TTL: Duration = Duration::from_secs(3650 * 86_400);
@@ -69,6 +71,10 @@ pub struct Config {
     pub timeout: Duration,
     /// How long an unused connection stays open. Default: 300 s.
     pub idle_connection_timeout: Duration,
+    /// Connections kept open whatever the idle timeout, to the members nearest to this peer
+    /// (warm connections: a get or put to them skips the handshakes). Default: 128. Many
+    /// peers in one process share its open-files limit: lower it there.
+    pub warm_connections: usize,
     /// Most records (keys, tombstones included) this peer holds; past it, new keys are refused
     /// and nothing held is dropped. Default: 1,000,000.
     pub max_records: usize,
@@ -104,6 +110,7 @@ impl std::fmt::Debug for Config {
             .field("max_value_size", &self.max_value_size)
             .field("timeout", &self.timeout)
             .field("idle_connection_timeout", &self.idle_connection_timeout)
+            .field("warm_connections", &self.warm_connections)
             .field("mdns_query_interval", &self.mdns_query_interval)
             .field("max_records", &self.max_records)
             .field("upkeep_interval", &self.upkeep_interval)
@@ -128,6 +135,7 @@ impl Default for Config {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             timeout: DEFAULT_TIMEOUT,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            warm_connections: DEFAULT_WARM_CONNECTIONS,
             mdns_query_interval: DEFAULT_MDNS_QUERY_INTERVAL,
             max_records: DEFAULT_MAX_RECORDS,
             upkeep_interval: DEFAULT_UPKEEP_INTERVAL,

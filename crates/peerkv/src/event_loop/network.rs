@@ -386,7 +386,7 @@ impl EventLoop {
         let mut dials = membership::rejoin(&mut self.suspects, known, now);
         // Warm connections: the members nearest to us stay connected whatever the idle
         // timeout; the ones not connected are dialed, a few a round.
-        let warm = self.members.warm();
+        let warm = self.members.warm(self.config.warm_connections);
         let cold: Vec<membership::Redial> = warm
             .iter()
             .filter(|p| !self.swarm.is_connected(p) && !dials.iter().any(|d| d.peer == **p))
