@@ -118,8 +118,7 @@ pub struct PeerParams {
     /// peerkv's default read quorum Q (a majority of R); the systems that wait for Q answers
     /// use it, the others 1.
     pub read_quorum: NonZeroUsize,
-    /// peerkv's warm connections per peer: N peers in one process share its open-files limit
-    /// (each connection is two descriptors here), so at most half the limit over N.
+    /// peerkv's warm connections per peer (see `warm_connections` in main.rs).
     pub warm_connections: usize,
 }
 
