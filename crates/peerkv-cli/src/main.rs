@@ -3,7 +3,8 @@
 //!
 //! Layout: `cli` (clap flags → `Config`), `commands` (the one table of REPL commands), `parse`
 //! (a line → `ReplCommand`, pure), `repl` (the session: reading, running, printing), `output`
-//! (rendering, pure).
+//! (rendering, pure). `commands` and `parse` live in the library target (`src/lib.rs`), so the
+//! fuzz targets can reach them.
 //!
 //! Exit codes: [`EXIT_OK`] when every command succeeded, [`EXIT_FAILED`] when one failed,
 //! [`EXIT_START`] when the peer could not start.
@@ -13,6 +14,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use peerkv::Node;
+// The pure modules live in the library target (`src/lib.rs`, so the fuzz targets reach them);
+// importing them here keeps their `crate::commands` and `crate::parse` paths working.
+use peerkv_cli::{commands, parse};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
@@ -20,9 +24,7 @@ use crate::output::{render, Outcome};
 use crate::repl::Session;
 
 mod cli;
-mod commands;
 mod output;
-mod parse;
 mod repl;
 
 /// Every command succeeded (a headless peer: it stopped on a signal).
