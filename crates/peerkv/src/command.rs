@@ -180,6 +180,9 @@ pub struct NodeInfo {
     /// Kademlia lookups running, the bootstrap's bucket refreshes included (a bootstrap runs one
     /// lookup per bucket, one after another: on a busy machine they go on for a while).
     pub lookups_running: usize,
+    /// Kademlia requests this peer's lookups sent since the start (a join is one lookup of our
+    /// own id: at most one request per peer of the overlay).
+    pub kad_requests: u64,
 }
 
 /// A record held locally, as `keys` lists it.

@@ -232,3 +232,33 @@ async fn keys_leaves_out_expired_records() {
     }
     shutdown(&nodes).await;
 }
+
+/// Issue 12: a join is one walk to our own neighbourhood. libp2p-kad's bootstrap went on with a
+/// walk per bucket farther out and then ran a whole bootstrap of its own (its routing table had
+/// been under 20 peers): ~200 dials per newcomer at 300 peers, and 300 peers in one process ran
+/// out of descriptors. One walk asks each peer at most once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_one_walk() {
+    let nodes = cluster(24, |_| local()).await;
+    let addr = within("listen", nodes[5].listen_addrs()).await.unwrap()[0].clone();
+    let newcomer = within("spawn", Node::spawn(local())).await.unwrap();
+    within("bootstrap", newcomer.bootstrap(addr)).await.expect("bootstrap");
+    // Whatever else a bootstrap would run, runs now; wait until no lookup is left.
+    let idle = wait_for(WAIT, || async {
+        newcomer.info().await.map(|i| i.lookups_running == 0).unwrap_or(false)
+    })
+    .await;
+    assert!(idle, "lookups still running");
+    // kad's automatic bootstrap waits 500 ms after the last route that entered a small table.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let info = newcomer.info().await.unwrap();
+    assert_eq!(info.lookups_running, 0, "a lookup started after the join");
+    assert!(
+        info.kad_requests <= nodes.len() as u64,
+        "a join of a {}-peer overlay sent {} Kademlia requests",
+        nodes.len(),
+        info.kad_requests
+    );
+    shutdown(&nodes).await;
+    let _ = newcomer.shutdown().await;
+}

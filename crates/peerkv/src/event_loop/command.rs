@@ -201,6 +201,7 @@ impl EventLoop {
     pub(super) fn run_bootstrap(&mut self, peer: PeerId, reply: Reply<BootstrapReport>) {
         match self.swarm.behaviour_mut().kad.bootstrap() {
             Ok(query) => {
+                self.joins.insert(query);
                 self.lookups.insert(
                     query,
                     Lookup::Bootstrap {
@@ -247,6 +248,7 @@ impl EventLoop {
             connected_peers: self.swarm.connected_peers().count(),
             connections_opened: self.connections_opened,
             lookups_running: self.swarm.behaviour().kad.iter_queries().count(),
+            kad_requests: self.kad_requests,
             routing_table: self.routing_table_len(),
             kv_peers: self.kv_support.values().filter(|v| **v).count(),
             records: self.store.len(),

@@ -212,6 +212,10 @@ pub(crate) struct EventLoop {
     raw_in_flight: usize,
     /// Bootstraps whose query ran, waiting (until the deadline) for the peer's identify.
     bootstraps_awaiting_identify: Vec<(PeerId, Instant, Reply<BootstrapReport>)>,
+    /// Our own bootstrap queries whose last step has not come yet (see `on_kad`).
+    joins: HashSet<QueryId>,
+    /// Kademlia requests our lookups sent (bootstraps' and `closest`'s), for `info`.
+    kad_requests: u64,
 }
 
 impl EventLoop {
@@ -271,6 +275,8 @@ impl EventLoop {
             dials: HashMap::new(),
             raw_in_flight: 0,
             bootstraps_awaiting_identify: Vec::new(),
+            joins: HashSet::new(),
+            kad_requests: 0,
         }
     }
 

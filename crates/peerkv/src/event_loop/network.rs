@@ -110,6 +110,9 @@ impl EventLoop {
     }
 
     fn on_kad(&mut self, event: kad::Event) {
+        if let kad::Event::OutboundQueryProgressed { stats, .. } = &event {
+            self.kad_requests += u64::from(stats.num_requests());
+        }
         let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else {
             if let kad::Event::RoutingUpdated { peer, .. } = event {
                 tracing::debug!(%peer, "routing table updated");
@@ -139,22 +142,33 @@ impl EventLoop {
                 }
             }
             QueryResult::Bootstrap(result) => {
-                // The first step is the lookup of our own id: after it the routing table holds
-                // our neighbourhood and puts and gets work. The bucket refreshes that follow
-                // (one lookup per bucket) go on in the background instead of holding up the
-                // caller for seconds.
-                let _ = step;
+                // A bootstrap's first step looks up our own id: after it the routing table holds
+                // our neighbourhood, and the members exchange brings the rest of the overlay.
+                // libp2p-kad would go on with one lookup per bucket farther out (and runs whole
+                // bootstraps of its own, when the table is small and every 5 minutes): each a
+                // walk that dials ~20 peers, ~10 per bootstrap, so every newcomer opened ~200
+                // connections, and 300 peers in one process ran out of descriptors. Each later
+                // step is stopped before it sends anything (`finish` before kad polls it).
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if !step.last {
+                    if let Some(mut query) = kad.query_mut(&id) {
+                        query.finish();
+                    }
+                } else if self.joins.remove(&id) {
+                    // Every route that entered a table of fewer than 20 during the join armed
+                    // kad's timer for a bootstrap of its own, another ~20 dials: starting one
+                    // disarms it, and this one stops before its first request.
+                    if let Ok(quiet) = kad.bootstrap() {
+                        if let Some(mut query) = kad.query_mut(&quiet) {
+                            query.finish();
+                        }
+                    }
+                }
                 if let Err(e) = &result {
                     tracing::debug!("bootstrap query: {e}");
                 }
                 if let Some(Lookup::Bootstrap { peer, reply, .. }) = self.lookups.remove(&id) {
-                    if self.peer_addrs.contains_key(&peer) || self.no_kad.contains(&peer) {
-                        self.finish_bootstrap(peer, reply);
-                    } else {
-                        // Identify has not told yet whether the peer serves our Kademlia.
-                        let deadline = std::time::Instant::now() + IDENTIFY_WAIT;
-                        self.bootstraps_awaiting_identify.push((peer, deadline, reply));
-                    }
+                    self.joined(peer, reply);
                 }
             }
             _ => {}
@@ -186,6 +200,17 @@ impl EventLoop {
             })
             .collect();
         ClosestReport { key, peers, elapsed: started.elapsed() }
+    }
+
+    /// The lookup of our own id that a bootstrap through `peer` ran is over: answers once
+    /// identify told whether the peer serves our Kademlia.
+    fn joined(&mut self, peer: PeerId, reply: crate::command::Reply<crate::BootstrapReport>) {
+        if self.peer_addrs.contains_key(&peer) || self.no_kad.contains(&peer) {
+            self.finish_bootstrap(peer, reply);
+        } else {
+            let deadline = std::time::Instant::now() + IDENTIFY_WAIT;
+            self.bootstraps_awaiting_identify.push((peer, deadline, reply));
+        }
     }
 
     /// Answers a bootstrap from `peer` once its query ran: an error when identify showed the
