@@ -89,6 +89,9 @@ pub struct Report {
     pub put: KindReport,
     /// Gets.
     pub get: KindReport,
+    /// The gets that found a record (a get of a key nobody wrote waits for all R nearest:
+    /// its "not found" takes a second round trip when the first Q asked say so).
+    pub get_found: KindReport,
     /// Deletes.
     pub del: KindReport,
     /// The final reads of every key written (after the workload and 30 quiet seconds).
@@ -122,6 +125,7 @@ pub struct Report {
 pub struct Collector {
     put: Samples,
     get: Samples,
+    get_found: Samples,
     del: Samples,
     verify: Samples,
     messages: u64,
@@ -170,6 +174,18 @@ impl Collector {
                 self.last_imperfect = Some(now);
             }
         }
+    }
+
+    /// A client get (counted in [`Collector::op`] too) that found a record.
+    pub fn found(&mut self, elapsed_us: u64, hops: u8, sent: u32, bytes: u64, overlap: f64) {
+        let s = &mut self.get_found;
+        s.count += 1;
+        s.ok += 1;
+        s.latency_us.push(elapsed_us);
+        s.hops.push(hops);
+        s.messages.push(sent);
+        s.bytes.push(bytes);
+        s.overlap.push(overlap);
     }
 
     /// An operation failed with `error` (counted by the error's first words).
@@ -241,6 +257,7 @@ impl Collector {
             mean_rtt_ms: MEAN_RTT.as_secs_f64() * 1e3,
             put: kind_report(&self.put),
             get,
+            get_found: kind_report(&self.get_found),
             del: kind_report(&self.del),
             verify: kind_report(&self.verify),
             messages: self.messages,
@@ -342,6 +359,7 @@ impl Report {
             ),
             k("put", &self.put),
             k("get", &self.get),
+            k("found", &self.get_found),
             k("del", &self.del),
             k("verify", &self.verify),
             format!(

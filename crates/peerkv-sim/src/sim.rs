@@ -41,6 +41,10 @@ const EXCHANGE_FIRST: u64 = 5 * SEC;
 const REJOIN_EVERY: u64 = 5 * SEC;
 /// Quiet time between the workload's end and the final reads.
 const SETTLE: u64 = 30 * SEC;
+/// Clients start this long after the overlay formed: the members exchanges (every 5 s while a
+/// view still grows) have filled the one-hop views by then, as in an overlay that has run a
+/// while. Faults keep their times (from 60 s).
+const WARMUP: u64 = 30 * SEC;
 /// One-way latency of a link: uniform between these (µs); the mean round trip is their sum.
 const LAT_MIN: u64 = MS;
 const LAT_MAX: u64 = 10 * MS;
@@ -322,7 +326,7 @@ impl Sim {
                     OpKind::Del
                 };
                 let key = format!("key-{}", self.rng.gen_range(0..keys));
-                ClientOp { at: self.rng.gen_range(0..span.max(1)), kind, key }
+                ClientOp { at: WARMUP + self.rng.gen_range(0..span.max(1)), kind, key }
             })
             .collect();
         ops.sort_by_key(|o| o.at);
@@ -340,7 +344,7 @@ impl Sim {
         if self.cfg.faults.churn {
             self.at(FAULTS_FROM, Event::ChurnTick);
         }
-        self.at(span + SETTLE, Event::Verify);
+        self.at(WARMUP + span + SETTLE, Event::Verify);
     }
 
     fn run_events(&mut self) {
@@ -700,6 +704,9 @@ impl Sim {
             }
             Outcome::Get(Ok(r)) => {
                 self.history.read(&key, r.record.as_ref(), started, self.now);
+                if r.record.is_some() && !verify {
+                    self.collect.found(elapsed, hops, sent, bytes, overlap);
+                }
                 true
             }
             Outcome::Put(Err(e)) | Outcome::Get(Err(e)) => {
@@ -754,8 +761,9 @@ impl Sim {
 
     fn upkeep(&mut self, node: usize, periodic: bool) {
         if periodic {
-            let end =
-                u64::try_from(self.cfg.workload_span().as_micros()).unwrap_or(u64::MAX) + SETTLE;
+            let end = u64::try_from(self.cfg.workload_span().as_micros()).unwrap_or(u64::MAX)
+                + WARMUP
+                + SETTLE;
             if self.now + UPKEEP_EVERY <= end {
                 self.at(self.now + UPKEEP_EVERY, Event::Upkeep { node, periodic: true });
             }
@@ -774,7 +782,9 @@ impl Sim {
     /// A members exchange: ask one member (drawn at random among those this peer talked
     /// with) for up to `SHARE_MAX` of its members; forget the members nobody heard from.
     fn exchange(&mut self, node: usize) {
-        let end = u64::try_from(self.cfg.workload_span().as_micros()).unwrap_or(u64::MAX) + SETTLE;
+        let end = u64::try_from(self.cfg.workload_span().as_micros()).unwrap_or(u64::MAX)
+            + WARMUP
+            + SETTLE;
         let next = self.nodes[node].members.next_exchange(Duration::from_micros(self.now));
         let next = u64::try_from(next.as_micros()).unwrap_or(u64::MAX);
         if next <= end {

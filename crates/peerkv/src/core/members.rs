@@ -50,7 +50,9 @@ pub const SHARE_MAX: usize = 256;
 pub const FULL_EXCHANGES: u32 = 4;
 /// How often a peer exchanges members once its view is complete ...
 pub const EXCHANGE_EVERY: Duration = Duration::from_secs(30);
-/// ... and while it is young (its first [`FULL_EXCHANGES`]).
+/// ... and while it is young (its first [`FULL_EXCHANGES`]) or its view still grows (the last
+/// exchange brought a member it did not know): while peers join, news of them spreads in rounds
+/// of 5 s, not 30.
 pub const EXCHANGE_YOUNG: Duration = Duration::from_secs(5);
 
 /// A Kademlia key as 32 big-endian bytes: orders as the XOR metric's U256 does.
@@ -112,6 +114,8 @@ pub struct Members {
     cap: usize,
     /// Exchange answers taken in so far.
     merged: u32,
+    /// Whether the last exchange answer named a member this peer did not know.
+    growing: bool,
     /// Peers this peer lost, and when (seconds): reports of a sighting before that are
     /// ignored.
     gone: HashMap<PeerId, u32>,
@@ -120,7 +124,14 @@ pub struct Members {
 impl Members {
     /// An empty table of this peer (`local` is never a member), holding at most `cap`.
     pub fn new(local: PeerId, cap: usize) -> Self {
-        Self { local, members: Vec::new(), cap: cap.max(1), merged: 0, gone: HashMap::new() }
+        Self {
+            local,
+            members: Vec::new(),
+            cap: cap.max(1),
+            merged: 0,
+            growing: false,
+            gone: HashMap::new(),
+        }
     }
 
     /// Where `key` is, or would go.
@@ -404,7 +415,8 @@ impl Members {
 
     /// When the next exchange is due after one at `now`.
     pub fn next_exchange(&self, now: Duration) -> Duration {
-        now + if self.merged < FULL_EXCHANGES { EXCHANGE_YOUNG } else { EXCHANGE_EVERY }
+        let soon = self.merged < FULL_EXCHANGES || self.growing;
+        now + if soon { EXCHANGE_YOUNG } else { EXCHANGE_EVERY }
     }
 
     /// Takes in an exchange's answer received at `now`: the members known are updated in
@@ -440,6 +452,7 @@ impl Members {
         fresh.sort_unstable_by_key(|m| m.key);
         fresh.dedup_by(|a, b| a.key == b.key);
         fresh.truncate(self.cap.saturating_sub(self.members.len()));
+        self.growing = !fresh.is_empty();
         if fresh.is_empty() {
             return;
         }
@@ -672,5 +685,27 @@ mod tests {
         assert_eq!((low, high), (t, t));
         let (low, high) = prefix_range(&t, 0);
         assert_eq!((low, high), ([0; 32], [0xff; 32]));
+    }
+
+    #[test]
+    fn a_view_that_still_grows_exchanges_again_soon() {
+        let mut m = Members::new(PeerId::random(), MEMBERS_CAP);
+        let now = Duration::from_secs(100);
+        let news = |n: usize| -> Vec<(PeerId, Vec<Multiaddr>, u32)> {
+            (0..n).map(|i| (PeerId::random(), vec![addr(4000 + i as u16)], 1)).collect()
+        };
+        for _ in 0..FULL_EXCHANGES {
+            m.merge(news(3), now);
+        }
+        // Past its first exchanges, a peer whose last answer named someone new asks again
+        // after 5 s ...
+        m.merge(news(2), now);
+        assert_eq!(m.next_exchange(now), now + EXCHANGE_YOUNG);
+        // ... and once an answer brings nothing new, every 30 s.
+        let known: Vec<_> = m.share(MEMBERS_CAP, 0, now);
+        m.merge(known, now);
+        assert_eq!(m.next_exchange(now), now + EXCHANGE_EVERY);
+        m.merge(Vec::new(), now);
+        assert_eq!(m.next_exchange(now), now + EXCHANGE_EVERY);
     }
 }
