@@ -95,9 +95,25 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Locked`] when another process has it open, [`StoreError::Foreign`] when
-    /// it is some other redb file, [`StoreError::Corrupt`] when it cannot be read. A store that
-    /// cannot be read is never overwritten.
+    /// it is some other redb file, [`StoreError::Corrupt`] when it cannot be read (also when
+    /// redb panics on it, which some damaged files make it do). A store that cannot be read is
+    /// never overwritten.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // redb asserts (panics) on some damaged files instead of returning an error: one shorter
+        // than its header says, found by the `store_open` fuzz target (fuzz/). Such a file is
+        // refused like any other that does not read; the panic's message is the reason.
+        std::panic::catch_unwind(|| Self::open_unguarded(path)).unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the database library panicked".into());
+            Err(StoreError::Corrupt(format!("damaged file: {reason}")))
+        })
+    }
+
+    /// [`Store::open`] without the guard against redb's panics.
+    fn open_unguarded(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
             other => StoreError::Corrupt(other.to_string()),
@@ -400,6 +416,24 @@ mod tests {
         std::fs::write(&path, b"this is not a database, it is a shopping list").unwrap();
         assert!(matches!(Store::open(&path), Err(StoreError::Corrupt(_))));
         assert_eq!(std::fs::read(&path).unwrap(), b"this is not a database, it is a shopping list");
+    }
+
+    /// Found by the `store_open` fuzz target: redb asserts (panics) on a file shorter than its
+    /// header says, as a copy cut short or a full disk leaves it.
+    #[test]
+    fn a_truncated_store_is_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peerkv.redb");
+        {
+            let mut s = Store::open(&path).unwrap();
+            let kp = Keypair::generate_ed25519();
+            s.put_merge(rec(&kp, "a", "1", 1)).unwrap();
+        }
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), &whole[..whole.len() / 2]);
     }
 
     #[test]
