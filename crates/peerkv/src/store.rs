@@ -156,6 +156,19 @@ impl Store {
                 store.bytes += size(&record);
                 store.records.insert(record.key.clone(), record);
             }
+            // The peers and addresses saved are read later, and rewritten, from the event loop:
+            // read them through once here too, where a damaged page is refused (and a panic of
+            // redb's caught) instead of crashing a running peer.
+            let peers = tx.open_table(PEERS).map_err(read_err)?;
+            for entry in peers.iter().map_err(read_err)? {
+                let (peer, addrs) = entry.map_err(read_err)?;
+                let _ = (peer.value(), addrs.value());
+            }
+            let meta = tx.open_table(META).map_err(read_err)?;
+            for entry in meta.iter().map_err(read_err)? {
+                let (name, value) = entry.map_err(read_err)?;
+                let _ = (name.value(), value.value());
+            }
         }
         store.db = Some(db);
         Ok(store)
@@ -434,6 +447,37 @@ mod tests {
         let err = Store::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), &whole[..whole.len() / 2]);
+    }
+
+    /// Found by the `store_open` fuzz target: a damaged page of the saved peers made redb panic
+    /// only later, when the running peer read or rewrote them.
+    #[test]
+    fn a_damaged_peers_table_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peerkv.redb");
+        let peer = PeerId::random();
+        {
+            let s = Store::open(&path).unwrap();
+            let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+            s.save_peers(&[(peer, vec![addr])]).unwrap();
+        }
+        // A leaf page starts: type, reserved, entry count (u16), then each key's and each
+        // value's end offset (u32). Point the value's end far past the page, in every copy.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let id = peer.to_base58().into_bytes();
+        let pages: Vec<usize> = bytes
+            .windows(id.len())
+            .enumerate()
+            .filter(|(_, w)| *w == &id[..])
+            .map(|(at, _)| at - at % 4096)
+            .collect();
+        assert!(!pages.is_empty());
+        for page in pages {
+            bytes[page + 8..page + 12].copy_from_slice(&0x8500_0000u32.to_le_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     }
 
     #[test]
