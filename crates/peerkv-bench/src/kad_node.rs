@@ -346,7 +346,9 @@ impl Loop {
                 let connected = self.swarm.connected_peers().count();
                 let opened = self.opened;
                 let lookups = self.kad().iter_queries().count();
-                let _ = reply.send(Ok(Overlay { routing_table, connected, opened, lookups }));
+                let members = routing_table;
+                let _ =
+                    reply.send(Ok(Overlay { routing_table, members, connected, opened, lookups }));
             }
             Cmd::Bootstrap { addr, reply } => {
                 let mut transport = addr.clone();

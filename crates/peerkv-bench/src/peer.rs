@@ -90,6 +90,8 @@ pub struct LookupOut {
 pub struct Overlay {
     /// Routing-table entries.
     pub routing_table: usize,
+    /// Members of the one-hop view (peerkv); the routing table's entries (libp2p-kad).
+    pub members: usize,
     /// Peers with an open connection.
     pub connected: usize,
     /// Connections opened since the start.
@@ -268,6 +270,7 @@ impl Peer {
                 let info = n.info().await.map_err(err)?;
                 Ok(Overlay {
                     routing_table: info.routing_table,
+                    members: info.members,
                     connected: info.connected_peers,
                     opened: info.connections_opened,
                     lookups: info.lookups_running,

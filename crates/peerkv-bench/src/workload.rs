@@ -28,6 +28,9 @@ const BOOTSTRAP_TRIES: usize = 3;
 const SETTLE_POLL: Duration = Duration::from_millis(500);
 /// Polls in a row without change that count as settled (3 s).
 const SETTLE_STREAK: usize = 6;
+/// The one-hop views count as settled when they grew by fewer than N / 20 entries in all over
+/// this many polls (10 s: two rounds of the members exchange while views grow).
+const VIEW_POLLS: usize = 20;
 /// How long idle traffic is measured once settled: one ping interval.
 const BACKGROUND_WINDOW: Duration = peerkv::behaviour::PING_INTERVAL;
 /// Candidates checked for "holds no copy" per key.
@@ -286,40 +289,80 @@ async fn spawn_peers(
     Ok((peers, startup))
 }
 
-/// Routing-table entries in all, the smallest table, open connections, connections opened
-/// since the start, lookups running, and how many peers answered.
-async fn overlay(peers: &[Peer]) -> (usize, usize, usize, u64, usize, usize) {
-    let infos = join_all(peers.iter().map(|p| p.overlay())).await;
-    let ok: Vec<_> = infos.into_iter().filter_map(Result::ok).collect();
-    let total = ok.iter().map(|o| o.routing_table).sum();
-    let min = ok.iter().map(|o| o.routing_table).min().unwrap_or(0);
-    let connected: usize = ok.iter().map(|o| o.connected).sum();
-    // Each connection is counted at both ends.
-    let opened: u64 = ok.iter().map(|o| o.opened).sum::<u64>() / 2;
-    let lookups = ok.iter().map(|o| o.lookups).sum();
-    (total, min, connected / 2, opened, lookups, ok.len())
+/// The overlay summed over the peers that answered.
+struct Totals {
+    /// Routing-table entries in all.
+    routing: usize,
+    /// The smallest routing table.
+    routing_min: usize,
+    /// Members of the one-hop views in all (peerkv; libp2p-kad's routing table).
+    members: usize,
+    /// Open connections.
+    connections: usize,
+    /// Connections opened since the start.
+    opened: u64,
+    /// Lookups running.
+    lookups: usize,
+    /// Peers that answered.
+    answered: usize,
 }
 
-/// Waits until the overlay settled: routing-table sizes unchanged, (almost) no Kademlia lookup
-/// running and (almost) no connection opened for [`SETTLE_STREAK`] polls in a row — the
+async fn overlay(peers: &[Peer]) -> Totals {
+    let infos = join_all(peers.iter().map(|p| p.overlay())).await;
+    let ok: Vec<_> = infos.into_iter().filter_map(Result::ok).collect();
+    let connected: usize = ok.iter().map(|o| o.connected).sum();
+    Totals {
+        routing: ok.iter().map(|o| o.routing_table).sum(),
+        routing_min: ok.iter().map(|o| o.routing_table).min().unwrap_or(0),
+        members: ok.iter().map(|o| o.members).sum(),
+        // Each connection is counted at both ends.
+        connections: connected / 2,
+        opened: ok.iter().map(|o| o.opened).sum::<u64>() / 2,
+        lookups: ok.iter().map(|o| o.lookups).sum(),
+        answered: ok.len(),
+    }
+}
+
+/// Waits until the overlay settled: routing-table and one-hop-view sizes unchanged, (almost) no
+/// Kademlia lookup running and (almost) no connection opened for [`SETTLE_STREAK`] polls in a
+/// row — the members exchanges have spread the news of the last joiners, the
 /// bootstraps' bucket refreshes are over (a bootstrap runs one lookup per bucket, one after
 /// another; N of them at once keep the two cores busy for a while); idle connections closing
 /// does not count. Then measures the idle background traffic for [`BACKGROUND_WINDOW`].
 async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     let start = Instant::now();
     let mut last: Option<(usize, u64)> = None;
+    let mut views: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
     let mut streak = 0;
     let mut base = Instant::now();
     let mut out = Settle::default();
     loop {
-        let (total, min, connections, opened, lookups, answered) = overlay(peers).await;
+        let Totals {
+            routing: total,
+            routing_min: min,
+            members,
+            connections,
+            opened,
+            lookups,
+            answered,
+        } = overlay(peers).await;
         let now = Instant::now();
         let close = |a: usize, b: usize| a.abs_diff(b) <= (b / 200).max(1);
         // Idle connections closing is no change: only new ones (lookups still running) are.
         // A few per poll are allowed (a ping that failed, a peer redialed).
         let few = (peers.len() / 50).max(1);
         let quiet = |o: u64| opened.saturating_sub(o) <= few as u64;
-        let stable = lookups <= few && last.is_some_and(|(t, o)| close(total, t) && quiet(o));
+        views.push_back(members);
+        if views.len() > VIEW_POLLS + 1 {
+            views.pop_front();
+        }
+        let views_settled = views.len() > VIEW_POLLS
+            && views
+                .front()
+                .is_some_and(|then| members.saturating_sub(*then) < few.max(peers.len() / 20));
+        let stable = lookups <= few
+            && views_settled
+            && last.is_some_and(|(t, o)| close(total, t) && quiet(o));
         if stable {
             streak += 1;
         } else {
@@ -328,11 +371,12 @@ async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
         }
         last = Some((total, opened));
         out.routing_table_mean = total as f64 / answered.max(1) as f64;
+        out.members_mean = members as f64 / answered.max(1) as f64;
         out.routing_table_min = min;
         out.connections = connections;
         pb.set_message(format!(
-            "settling: routing tables {:.1} on average, {connections} connections, {lookups} lookups",
-            out.routing_table_mean
+            "settling: routing tables {:.1}, views {:.1} on average, {connections} connections, {lookups} lookups",
+            out.routing_table_mean, out.members_mean
         ));
         if streak >= SETTLE_STREAK {
             out.settled = true;
@@ -474,12 +518,13 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
     let rss_settled = sys::rss_bytes();
     let fds_settled = sys::open_fds();
     say(&pb, format!(
-        "{}: settled={} after {:.1} s: routing tables {:.1} on average (min {}), {} connections, RSS {:.1} MiB",
+        "{}: settled={} after {:.1} s: routing tables {:.1} on average (min {}), views {:.1}, {} connections, RSS {:.1} MiB",
         w.system.name(),
         result.settle.settled,
         result.settle.seconds,
         result.settle.routing_table_mean,
         result.settle.routing_table_min,
+        result.settle.members_mean,
         result.settle.connections,
         rss_settled.unwrap_or(0) as f64 / 1048576.0
     ));
@@ -640,7 +685,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
         ),
     );
 
-    let (_, _, connections, _, _, _) = overlay(&peers).await;
+    let connections = overlay(&peers).await.connections;
     let rss_after = sys::rss_bytes();
     let n = w.nodes.max(1) as u64;
     result.memory = Memory {

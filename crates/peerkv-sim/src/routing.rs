@@ -1,7 +1,7 @@
 //! The routing model: Kademlia's k-buckets as the real node keeps them, and an index of every
 //! peer for the truth the measures compare against.
 //!
-//! A node's table holds at most [`K`] peers per bucket (bucket `i`: peers whose XOR distance
+//! A node's table holds at most [`BUCKET`] peers per bucket (bucket `i`: peers whose XOR distance
 //! to the node has its highest bit at `i`). Like the real node, it fills only from contact —
 //! a peer is inserted when a message from it arrives or it answers one, never into a full
 //! bucket (the real node adds routes on identify, and never evicts: a full bucket keeps the
@@ -10,8 +10,10 @@
 use libp2p::kad::KBucketKey;
 use libp2p::PeerId;
 
-/// Peers per bucket (Kademlia's K).
+/// Peers a lookup collects (libp2p-kad's replication factor, 20).
 pub const K: usize = 20;
+/// Peers per bucket: the node's (`peerkv::behaviour::KBUCKET_SIZE`).
+pub const BUCKET: usize = peerkv::behaviour::KBUCKET_SIZE.get();
 
 /// A 256-bit Kademlia key: the SHA-256 of a peer id or of a record key.
 pub type Key = [u8; 32];
@@ -81,7 +83,7 @@ impl Table {
         if slot.iter().any(|(p, _)| *p == peer) {
             return true;
         }
-        if slot.len() >= K {
+        if slot.len() >= BUCKET {
             return false;
         }
         slot.push((peer, key));
@@ -220,8 +222,8 @@ mod tests {
             }
         }
         assert_eq!(table.len(), inserted);
-        assert!(table.buckets.iter().all(|b| b.len() <= K));
-        // Bucket 255 (half of all peers) is full: 20, not ~1000.
-        assert_eq!(table.buckets[255].len(), K);
+        assert!(table.buckets.iter().all(|b| b.len() <= BUCKET));
+        // Bucket 255 (half of all peers) is full: 8, not ~1000.
+        assert_eq!(table.buckets[255].len(), BUCKET);
     }
 }

@@ -14,6 +14,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::protocol::{KvCodec, KV_PROTOCOL};
 
+/// Entries per Kademlia bucket (see `build_swarm`).
+pub const KBUCKET_SIZE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(8) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 /// How often a connected peer is pinged. Pings do not keep a connection open (libp2p-ping
 /// ignores its stream for keep-alive), so they only cost on connections something else keeps:
 /// 10 s finds a host cut off a LAN within about 30 s (two failures in a row) at a third of the
@@ -95,6 +100,11 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
             // (`core::members`), and a bootstrap is ~10 walks of ~20 dials each (at 1,000 peers
             // in one process, 3 bootstraps a second).
             kad_config.set_periodic_bootstrap_interval(None);
+            // Buckets of 8 (BitTorrent's mainline DHT uses 8), not 20: libp2p-kad allocates
+            // every one of its 256 buckets at its full size up front, ~320 B an entry, so 20
+            // cost 1.6 MiB a peer before any peer is known. The members table is the view a
+            // get or put reads; the routing table serves joins and `closest` walks.
+            kad_config.set_kbucket_size(KBUCKET_SIZE);
             let mut kad =
                 kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));

@@ -166,6 +166,8 @@ pub struct NodeInfo {
     pub routing_table: usize,
     /// Peers known to speak the value protocol.
     pub kv_peers: usize,
+    /// Members of the one-hop view (every value-protocol peer heard of, up to 2,048).
+    pub members: usize,
     /// Records held locally (tombstones included).
     pub records: usize,
     /// Key and value bytes held.

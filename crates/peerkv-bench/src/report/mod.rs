@@ -142,6 +142,9 @@ pub struct Settle {
     pub routing_table_mean: f64,
     /// Smallest routing table once settled.
     pub routing_table_min: usize,
+    /// Mean one-hop view once settled (peerkv's members; libp2p-kad's routing table).
+    #[serde(default)]
+    pub members_mean: f64,
     /// Open connections between the peers once settled.
     pub connections: usize,
     /// Loopback bytes per second while the settled overlay was idle.

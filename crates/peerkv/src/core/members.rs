@@ -48,11 +48,13 @@ pub const SHARE_MAX: usize = 256;
 /// A peer's first exchanges ask for every member the other peer knows: a joiner's view is
 /// complete after a few, not after N / [`SHARE_MAX`] rounds.
 pub const FULL_EXCHANGES: u32 = 4;
+/// Exchanges in a row that name nobody new before a peer exchanges at the slow pace.
+pub const QUIET_AFTER: u32 = 3;
 /// How often a peer exchanges members once its view is complete ...
 pub const EXCHANGE_EVERY: Duration = Duration::from_secs(30);
-/// ... and while it is young (its first [`FULL_EXCHANGES`]) or its view still grows (the last
-/// exchange brought a member it did not know): while peers join, news of them spreads in rounds
-/// of 5 s, not 30.
+/// ... and while it is young (its first [`FULL_EXCHANGES`]) or its view still grows (one of the
+/// last [`QUIET_AFTER`] exchanges brought a member it did not know): while peers join, news of
+/// them spreads in rounds of 5 s, not 30.
 pub const EXCHANGE_YOUNG: Duration = Duration::from_secs(5);
 
 /// A Kademlia key as 32 big-endian bytes: orders as the XOR metric's U256 does.
@@ -114,8 +116,8 @@ pub struct Members {
     cap: usize,
     /// Exchange answers taken in so far.
     merged: u32,
-    /// Whether the last exchange answer named a member this peer did not know.
-    growing: bool,
+    /// Exchange answers in a row that named no member this peer did not know.
+    quiet: u32,
     /// Peers this peer lost, and when (seconds): reports of a sighting before that are
     /// ignored.
     gone: HashMap<PeerId, u32>,
@@ -129,7 +131,7 @@ impl Members {
             members: Vec::new(),
             cap: cap.max(1),
             merged: 0,
-            growing: false,
+            quiet: 0,
             gone: HashMap::new(),
         }
     }
@@ -399,6 +401,19 @@ impl Members {
         direct.get(pick % direct.len().max(1)).map(|m| m.peer)
     }
 
+    /// The member the next exchange asks (`draw`: the caller's random number): while the view
+    /// still grows, any member this peer talked with; then one it is `connected` to, if any,
+    /// so that a quiet overlay's exchanges open no connection. (Always preferring connected
+    /// members kept each peer asking the same few, whose views lacked the same peers: at 300
+    /// peers in one process the views stalled at 260–299 for minutes.)
+    pub fn partner(&self, draw: usize, connected: &dyn Fn(&PeerId) -> bool) -> Option<PeerId> {
+        if self.growing() {
+            self.pick(draw)
+        } else {
+            self.pick_where(draw, connected)
+        }
+    }
+
     /// The answer to a `Members { max }` request at `now` (`offset`: where in key order this
     /// answer starts; the driver varies it). At most the cap: a joiner asks for everything.
     pub fn answer(&self, max: u16, offset: usize, now: Duration) -> Response {
@@ -407,15 +422,23 @@ impl Members {
     }
 
     /// How many members the next exchange asks for: everything for the first
-    /// [`FULL_EXCHANGES`], then [`SHARE_MAX`].
+    /// [`FULL_EXCHANGES`] and while the view still grows (a sample of 256 from a view of 300
+    /// left a tenth of the overlay unknown for minutes), then [`SHARE_MAX`].
     pub fn wanted(&self) -> u16 {
-        let n = if self.merged < FULL_EXCHANGES { self.cap } else { SHARE_MAX };
+        let n = if self.growing() { self.cap } else { SHARE_MAX };
         u16::try_from(n).unwrap_or(u16::MAX)
+    }
+
+    /// Whether the view counts as still growing: a young peer, or one of whose last
+    /// [`QUIET_AFTER`] exchanges named someone new (peers join one after another: one answer
+    /// with nothing new does not mean the next will have nothing).
+    fn growing(&self) -> bool {
+        self.merged < FULL_EXCHANGES || self.quiet < QUIET_AFTER
     }
 
     /// When the next exchange is due after one at `now`.
     pub fn next_exchange(&self, now: Duration) -> Duration {
-        let soon = self.merged < FULL_EXCHANGES || self.growing;
+        let soon = self.growing();
         now + if soon { EXCHANGE_YOUNG } else { EXCHANGE_EVERY }
     }
 
@@ -452,7 +475,7 @@ impl Members {
         fresh.sort_unstable_by_key(|m| m.key);
         fresh.dedup_by(|a, b| a.key == b.key);
         fresh.truncate(self.cap.saturating_sub(self.members.len()));
-        self.growing = !fresh.is_empty();
+        self.quiet = if fresh.is_empty() { self.quiet.saturating_add(1) } else { 0 };
         if fresh.is_empty() {
             return;
         }
@@ -701,11 +724,37 @@ mod tests {
         // after 5 s ...
         m.merge(news(2), now);
         assert_eq!(m.next_exchange(now), now + EXCHANGE_YOUNG);
-        // ... and once an answer brings nothing new, every 30 s.
-        let known: Vec<_> = m.share(MEMBERS_CAP, 0, now);
-        m.merge(known, now);
-        assert_eq!(m.next_exchange(now), now + EXCHANGE_EVERY);
+        assert_eq!(usize::from(m.wanted()), MEMBERS_CAP);
+        // ... until three answers in a row bring nothing new; then every 30 s.
+        for _ in 1..QUIET_AFTER {
+            let known: Vec<_> = m.share(MEMBERS_CAP, 0, now);
+            m.merge(known, now);
+            assert_eq!(m.next_exchange(now), now + EXCHANGE_YOUNG);
+        }
         m.merge(Vec::new(), now);
         assert_eq!(m.next_exchange(now), now + EXCHANGE_EVERY);
+        assert_eq!(usize::from(m.wanted()), SHARE_MAX);
+        m.merge(news(1), now);
+        assert_eq!(m.next_exchange(now), now + EXCHANGE_YOUNG);
+    }
+
+    #[test]
+    fn a_growing_view_asks_anyone_a_settled_one_asks_the_connected() {
+        let mut m = Members::new(PeerId::random(), MEMBERS_CAP);
+        let now = Duration::from_secs(100);
+        let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+        for (i, p) in peers.iter().enumerate() {
+            m.seen(*p, &[addr(5000 + i as u16)], now);
+        }
+        let connected = peers[3];
+        let only = |p: &PeerId| *p == connected;
+        let asked: std::collections::HashSet<PeerId> =
+            (0..64).filter_map(|d| m.partner(d, &only)).collect();
+        assert!(asked.len() > 1, "a young peer asks around: {asked:?}");
+        let known: Vec<_> = m.share(MEMBERS_CAP, 0, now);
+        for _ in 0..FULL_EXCHANGES + QUIET_AFTER {
+            m.merge(known.clone(), now);
+        }
+        assert!((0..64).all(|d| m.partner(d, &only) == Some(connected)));
     }
 }

@@ -251,6 +251,7 @@ impl EventLoop {
             kad_requests: self.kad_requests,
             routing_table: self.routing_table_len(),
             kv_peers: self.kv_support.values().filter(|v| **v).count(),
+            members: self.members.len(),
             records: self.store.len(),
             bytes: self.store.bytes(),
             replication: self.config.replication,

@@ -277,7 +277,7 @@ impl EventLoop {
     pub(super) fn add_route(&mut self, peer: PeerId, addr: Multiaddr) {
         let kad = &mut self.swarm.behaviour_mut().kad;
         let full = kad.kbucket(peer).is_some_and(|bucket| {
-            bucket.num_entries() >= kad::K_VALUE.get()
+            bucket.num_entries() >= crate::behaviour::KBUCKET_SIZE.get()
                 && !bucket.iter().any(|e| *e.node.key.preimage() == peer)
         });
         if full {
@@ -354,15 +354,16 @@ impl EventLoop {
         }
     }
 
-    /// A members exchange: asks one member this peer talked with and is connected to (drawn by
-    /// the clock's nanoseconds, as good as random here; any member it talked with when none is
-    /// connected) for up to
-    /// [`Members::wanted`](crate::core::members::Members::wanted) of its members.
+    /// A members exchange: asks the member [`Members::partner`] names (drawn by the clock's
+    /// nanoseconds, as good as random here) for up to [`Members::wanted`] of its members.
+    ///
+    /// [`Members::partner`]: crate::core::members::Members::partner
+    /// [`Members::wanted`]: crate::core::members::Members::wanted
     pub(super) fn exchange_members(&mut self) {
         let draw = self.now().mono.subsec_nanos() as usize;
         let swarm = &self.swarm;
         let connected = |p: &PeerId| swarm.is_connected(p);
-        let Some(peer) = self.members.pick_where(draw, &connected) else { return };
+        let Some(peer) = self.members.partner(draw, &connected) else { return };
         let request = Request::Members { max: self.members.wanted() };
         let id = self.send_to(peer, request);
         self.requests.insert(id, super::Outbound::Exchange);
