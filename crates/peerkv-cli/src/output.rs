@@ -237,10 +237,11 @@ fn render_human(result: &Result<Outcome, String>, now_ms: u64) -> Printed {
             let mut out = vec![format!("peer id: {}", i.peer_id)];
             out.extend(i.listen_addrs.iter().map(|a| format!("listening on {a}")));
             out.push(format!(
-                "{} connected, {} in the routing table, {} speak the value protocol; {} ({}); replication {}",
+                "{} connected, {} in the routing table, {} speak the value protocol, {} in the one-hop view; {} ({}); replication {}",
                 i.connected_peers,
                 i.routing_table,
                 i.kv_peers,
+                i.members,
                 count(i.records as u64, "record", "records"),
                 count(i.bytes as u64, "byte", "bytes"),
                 i.replication

@@ -223,7 +223,7 @@ mod tests {
         }
         assert_eq!(table.len(), inserted);
         assert!(table.buckets.iter().all(|b| b.len() <= BUCKET));
-        // Bucket 255 (half of all peers) is full: 8, not ~1000.
+        // Bucket 255 (half of all peers) is full: 20, not ~1000.
         assert_eq!(table.buckets[255].len(), BUCKET);
     }
 }
