@@ -20,6 +20,18 @@ struct Samples {
     overlap: Vec<f64>,
 }
 
+impl Samples {
+    /// One operation that succeeded.
+    fn ok(&mut self, elapsed_us: u64, hops: u8, sent: u32, bytes: u64, overlap: f64) {
+        self.ok += 1;
+        self.latency_us.push(elapsed_us);
+        self.hops.push(hops);
+        self.messages.push(sent);
+        self.bytes.push(bytes);
+        self.overlap.push(overlap);
+    }
+}
+
 /// Figures of one kind of operation.
 #[derive(Debug, Clone, Serialize)]
 pub struct KindReport {
@@ -163,12 +175,7 @@ impl Collector {
         if !ok {
             return;
         }
-        s.ok += 1;
-        s.latency_us.push(elapsed_us);
-        s.hops.push(hops);
-        s.messages.push(sent);
-        s.bytes.push(bytes);
-        s.overlap.push(overlap);
+        s.ok(elapsed_us, hops, sent, bytes, overlap);
         if let Some(stopped) = self.churn_stopped {
             if now >= stopped && overlap < 1.0 {
                 self.last_imperfect = Some(now);
@@ -178,14 +185,8 @@ impl Collector {
 
     /// A client get (counted in [`Collector::op`] too) that found a record.
     pub fn found(&mut self, elapsed_us: u64, hops: u8, sent: u32, bytes: u64, overlap: f64) {
-        let s = &mut self.get_found;
-        s.count += 1;
-        s.ok += 1;
-        s.latency_us.push(elapsed_us);
-        s.hops.push(hops);
-        s.messages.push(sent);
-        s.bytes.push(bytes);
-        s.overlap.push(overlap);
+        self.get_found.count += 1;
+        self.get_found.ok(elapsed_us, hops, sent, bytes, overlap);
     }
 
     /// An operation failed with `error` (counted by the error's first words).
