@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use peerkv::Multiaddr;
 
+use peerkv::admission;
 use peerkv::config::{self, Config};
 use peerkv::protocol::DEFAULT_KAD_PROTOCOL;
 
@@ -100,9 +101,79 @@ pub struct Cli {
     #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_MDNS_QUERY_INTERVAL.as_secs_f64())]
     pub mdns_interval: f64,
 
+    /// Limits on what other peers may make this one hold and do.
+    #[command(flatten)]
+    pub limits: LimitFlags,
+
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Admission control (the library's `peerkv::admission`): what another peer past a limit sees
+/// is in the README, "Limits".
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits on other peers")]
+pub struct LimitFlags {
+    /// Most open connections, both ways together; past it new ones are refused.
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: u32,
+
+    /// Most open connections with one peer.
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_MAX_CONNECTIONS_PER_PEER)]
+    pub max_connections_per_peer: u32,
+
+    /// Most connections being set up at once, inbound and outbound each.
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_MAX_PENDING_CONNECTIONS)]
+    pub max_pending_connections: u32,
+
+    /// Refuse new connections while this process uses more than this share of the machine's
+    /// memory (percent).
+    #[arg(long, value_name = "PERCENT", default_value_t = admission::DEFAULT_MAX_MEMORY_PERCENT)]
+    pub max_memory_percent: u8,
+
+    /// Most value-protocol streams open at once on one connection, both ways.
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_MAX_STREAMS)]
+    pub max_streams: usize,
+
+    /// Most bytes held for requests still being read, all peers together; a request that does
+    /// not fit is refused ("busy"). At least the largest message plus 4 MiB.
+    #[arg(long, value_name = "BYTES", default_value_t = admission::DEFAULT_REQUEST_BUDGET)]
+    pub request_budget: usize,
+
+    /// Seconds a peer has to send a whole request; a slower one is dropped unanswered.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = admission::DEFAULT_READ_TIMEOUT.as_secs_f64())]
+    pub read_timeout: f64,
+
+    /// Requests a second one peer may send (bursts of twice that); past it they are refused
+    /// ("rate limit").
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_PEER_RATE)]
+    pub peer_rate: u32,
+
+    /// Upkeep requests (Summary, Digest, StoreMany) a second one peer may send; peers outside
+    /// the routing table share half of it, the peers in it ten times it.
+    #[arg(long, value_name = "N", default_value_t = admission::DEFAULT_UPKEEP_RATE)]
+    pub upkeep_rate: u32,
+}
+
+impl LimitFlags {
+    /// The limits.
+    ///
+    /// # Errors
+    /// A flag out of range.
+    pub fn admission(&self) -> Result<admission::Admission, String> {
+        Ok(admission::Admission {
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            max_pending_connections: self.max_pending_connections,
+            max_memory_percent: self.max_memory_percent,
+            max_streams: self.max_streams,
+            request_budget: self.request_budget,
+            read_timeout: seconds("read-timeout", self.read_timeout)?,
+            peer_rate: self.peer_rate,
+            upkeep_rate: self.upkeep_rate,
+        })
+    }
 }
 
 fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
@@ -148,6 +219,7 @@ impl Cli {
                     }
                 }
             },
+            admission: self.limits.admission()?,
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

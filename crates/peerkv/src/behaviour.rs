@@ -6,10 +6,11 @@ use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    identify, identity::Keypair, kad, mdns, noise, ping, request_response, tcp, yamux,
-    StreamProtocol, Swarm,
+    connection_limits, identify, identity::Keypair, kad, mdns, memory_connection_limits, noise,
+    ping, request_response, tcp, yamux, StreamProtocol, Swarm,
 };
 
+use crate::admission::ReadBudget;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::protocol::{KvCodec, KV_PROTOCOL};
@@ -51,6 +52,10 @@ mod composed {
     /// Every protocol a peerkv peer speaks.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
+        /// Connection limits: total, per peer, being set up ([`crate::admission`]).
+        pub limits: connection_limits::Behaviour,
+        /// No new connections while the process uses more than its share of memory.
+        pub memory: memory_connection_limits::Behaviour,
         /// Routing: the routing table, bootstrap and closest-peer lookups (its record store is unused).
         pub kad: kad::Behaviour<MemoryStore>,
         /// LAN discovery; `None` with `--no-mdns`.
@@ -66,12 +71,18 @@ mod composed {
     }
 }
 
-/// Builds the swarm for `config` with identity `keypair`: TCP (Noise, Yamux) and QUIC.
+/// Builds the swarm for `config` with identity `keypair`: TCP (Noise, Yamux) and QUIC. The
+/// value protocol reads requests within `budget` (the event loop reads its counters).
 ///
 /// # Errors
 /// [`Error::Swarm`] when a transport or mDNS cannot start, [`Error::Config`] for a bad
 /// Kademlia protocol id.
-pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>> {
+pub fn build_swarm(
+    config: &Config,
+    keypair: Keypair,
+    budget: ReadBudget,
+) -> Result<Swarm<Behaviour>> {
+    let admission = &config.admission;
     let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())
         .map_err(|e| Error::Config(format!("--kad-protocol {:?}: {e}", config.kad_protocol)))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -115,16 +126,29 @@ pub fn build_swarm(config: &Config, keypair: Keypair) -> Result<Swarm<Behaviour>
                 None
             };
             let kv = request_response::Behaviour::with_codec(
-                KvCodec::new(config.max_value_size),
+                KvCodec::new(config.max_value_size).with_admission(budget, admission.read_timeout),
                 [(KV_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
-                    .with_request_timeout(peer_timeout(config.timeout)),
+                    .with_request_timeout(peer_timeout(config.timeout))
+                    .with_max_concurrent_streams(admission.max_streams),
+            );
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(admission.max_connections))
+                    .with_max_established_per_peer(Some(admission.max_connections_per_peer))
+                    .with_max_pending_incoming(Some(admission.max_pending_connections))
+                    .with_max_pending_outgoing(Some(admission.max_pending_connections)),
+            );
+            let memory = memory_connection_limits::Behaviour::with_max_percentage(
+                f64::from(admission.max_memory_percent) / 100.0,
             );
             let identify = identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL.to_owned(),
                 key.public(),
             ));
             Ok(Behaviour {
+                limits,
+                memory,
                 kad,
                 mdns: mdns.into(),
                 kv,

@@ -240,6 +240,8 @@ pub struct Stats {
     /// Requests of puts and gets sent a second time because their connection closed before
     /// the answer came.
     pub requests_resent: u64,
+    /// What admission control held and refused ([`crate::admission`]).
+    pub admission: crate::admission::AdmissionStats,
 }
 
 /// What one upkeep round sent.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 
+use crate::admission::Admission;
 use crate::error::{Error, Result};
 use crate::protocol::DEFAULT_KAD_PROTOCOL;
 
@@ -95,6 +96,9 @@ pub struct Config {
     /// everything in memory (the binary defaults to the platform's data directory unless
     /// `--ephemeral`).
     pub data_dir: Option<std::path::PathBuf>,
+    /// What other peers may make this one hold and do: connections, streams, bytes of requests
+    /// being read, request rates ([`crate::admission`] has the defaults and flags).
+    pub admission: Admission,
 }
 
 impl std::fmt::Debug for Config {
@@ -118,6 +122,7 @@ impl std::fmt::Debug for Config {
             .field("max_store_bytes", &self.max_store_bytes)
             .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
             .field("data_dir", &self.data_dir)
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -143,6 +148,7 @@ impl Default for Config {
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
             keypair: None,
             data_dir: None,
+            admission: Admission::default(),
         }
     }
 }
@@ -256,7 +262,9 @@ impl Config {
         if !self.kad_protocol.starts_with('/') {
             return bad(format!("--kad-protocol {:?} must start with '/'", self.kad_protocol));
         }
-        Ok(())
+        self.admission
+            .validate(crate::protocol::message_limit(self.max_value_size))
+            .map_err(Error::Config)
     }
 }
 

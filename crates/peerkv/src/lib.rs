@@ -15,6 +15,7 @@
 //! - `event_loop`: owns the swarm and every piece of mutable state.
 //! - [`behaviour`]: the composed `NetworkBehaviour` and the transport stack.
 //! - [`protocol`]: wire types and the codec of the value protocol.
+//! - [`admission`]: the limits on what other peers may make this one hold and do.
 //! - [`record`], [`clock`], [`placement`]: the pure core — signed records and their merge, the
 //!   hybrid logical clock, replica choice and quorum arithmetic.
 //! - [`store`], [`data_dir`]: the records a peer holds (redb, durable before acknowledged), its
@@ -33,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod behaviour;
 pub mod clock;
 pub mod command;

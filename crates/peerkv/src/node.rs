@@ -59,7 +59,8 @@ impl Node {
         };
         let known = store.load_peers();
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(&config, keypair.clone())?;
+        let budget = crate::admission::ReadBudget::new(config.admission.request_budget);
+        let mut swarm = build_swarm(&config, keypair.clone(), budget.clone())?;
         let mut listeners = Vec::new();
         let last_run = store.load_listen_addrs();
         for addr in &config.listen {
@@ -91,7 +92,8 @@ impl Node {
         }
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
         let event_loop =
-            EventLoop::new(swarm, keypair, config.clone(), rx, listeners, store, known.clone());
+            EventLoop::new(swarm, keypair, config.clone(), rx, listeners, store, known.clone())
+                .with_budget(budget);
         let task = tokio::spawn(event_loop.run());
         let node = Node {
             commands: tx,

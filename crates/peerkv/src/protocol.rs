@@ -11,6 +11,9 @@ use futures::prelude::*;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use crate::admission::{BudgetedBuf, ReadBudget};
 use crate::clock::Hlc;
 use crate::record::{Record, MAX_KEY_LEN};
 
@@ -76,6 +79,14 @@ pub enum Request {
         /// What was wrong with it.
         reason: String,
     },
+    /// Not a wire message: a request the codec read without keeping it, because the bytes of
+    /// requests being read had reached the budget ([`ReadBudget`]); answered
+    /// [`Response::Rejected`] with the reason.
+    #[serde(skip)]
+    Refused {
+        /// Why, with the budget and its flag.
+        reason: String,
+    },
 }
 
 /// A replica's answer.
@@ -133,16 +144,26 @@ pub enum Response {
 }
 
 /// The request-response codec of the value protocol.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KvCodec {
     /// Largest request or response read, in bytes.
     message_limit: u64,
+    /// The byte budget and read deadline of requests; `None`: a request is read whole, for as
+    /// long as libp2p's stream timeout allows (tests, tools, fuzzing).
+    admission: Option<(ReadBudget, Duration)>,
 }
 
 impl KvCodec {
     /// A codec whose limits follow from the largest value a peer accepts.
     pub fn new(max_value_size: usize) -> Self {
-        Self { message_limit: message_limit(max_value_size) }
+        Self { message_limit: message_limit(max_value_size), admission: None }
+    }
+
+    /// This codec, reading requests within `budget` (shared by every stream of the peer) and
+    /// each within `read_timeout`. The deadline needs a tokio runtime (the swarm's).
+    pub fn with_admission(mut self, budget: ReadBudget, read_timeout: Duration) -> Self {
+        self.admission = Some((budget, read_timeout));
+        self
     }
 
     /// The largest message this codec reads.
@@ -190,7 +211,15 @@ where
         return Ok(Err(buf.len() as u64));
     }
     // Oversized: count and discard the rest, but not for ever.
-    let ceiling = limit.saturating_mul(4).max(1 << 20);
+    let drained = discard(io, limit.saturating_mul(4).max(1 << 20)).await?;
+    Ok(Err(buf.len() as u64 + drained))
+}
+
+/// Reads the rest of a stream without keeping it, up to `ceiling` bytes. The bytes read.
+async fn discard<T>(io: &mut T, ceiling: u64) -> io::Result<u64>
+where
+    T: AsyncRead + Unpin + Send,
+{
     let drained = futures::io::copy((&mut *io).take(ceiling), &mut futures::io::sink()).await?;
     if drained >= ceiling {
         return Err(io::Error::new(
@@ -198,7 +227,54 @@ where
             format!("message over {ceiling} bytes; stream dropped"),
         ));
     }
-    Ok(Err(buf.len() as u64 + drained))
+    Ok(drained)
+}
+
+/// Reads a request within `budget`: its buffer grows only while the budget has room. A request
+/// that does not fit is read to its end without being kept and comes back as
+/// [`Request::Refused`]; one over `limit` as [`Request::Malformed`].
+async fn read_budgeted<T>(io: &mut T, limit: u64, budget: &ReadBudget) -> io::Result<Request>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    // One byte past the limit is read to tell an oversized request.
+    let max = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let ceiling = limit.saturating_mul(4).max(1 << 20);
+    let mut buf = BudgetedBuf::new(budget.clone());
+    loop {
+        let len = buf.as_slice().len();
+        let room = match buf.spare(max) {
+            Ok(room) => room,
+            Err(_) if len >= max => {
+                let len = len as u64;
+                drop(buf);
+                let rest = discard(io, ceiling).await?;
+                return Ok(Request::Malformed {
+                    reason: format!(
+                        "request too large: {} bytes (limit {limit} bytes)",
+                        len + rest
+                    ),
+                });
+            }
+            Err(counters) => {
+                drop(buf);
+                discard(io, ceiling).await?;
+                return Ok(Request::Refused {
+                    reason: format!(
+                        "busy: {} bytes of requests are being read here (budget {} bytes, --request-budget); try again later",
+                        counters.held, counters.limit
+                    ),
+                });
+            }
+        };
+        let n = io.read(room).await?;
+        if n == 0 {
+            break;
+        }
+        buf.filled(n);
+    }
+    Ok(decode(buf.as_slice())
+        .unwrap_or_else(|e| Request::Malformed { reason: format!("malformed request: {e}") }))
 }
 
 impl libp2p::request_response::Codec for KvCodec {
@@ -210,6 +286,19 @@ impl libp2p::request_response::Codec for KvCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
+        if let Some((budget, deadline)) = &self.admission {
+            let read = read_budgeted(io, self.message_limit, budget);
+            return match tokio::time::timeout(*deadline, read).await {
+                Ok(request) => request,
+                Err(_) => {
+                    budget.timed_out();
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("request not read within {deadline:?} (--read-timeout)"),
+                    ))
+                }
+            };
+        }
         Ok(match read_bounded(io, self.message_limit, true).await? {
             Err(len) => Request::Malformed {
                 reason: format!(
@@ -352,6 +441,65 @@ mod tests {
             }
             other => panic!("accepted {other:?}"),
         }
+    }
+
+    /// With a budget, a request that does not fit is read to its end without being kept and
+    /// refused with the budget named; one that fits reads as before; the budget is whole again
+    /// after both.
+    #[tokio::test]
+    async fn a_request_past_the_budget_is_refused_and_the_budget_given_back() {
+        use crate::admission::{ReadBudget, SMALL_RESERVE};
+        let budget = ReadBudget::new(SMALL_RESERVE + (256 << 10));
+        let mut codec =
+            KvCodec::new(1 << 20).with_admission(budget.clone(), Duration::from_secs(5));
+        let big =
+            encode(&Request::Store { record: sample_record(Some(vec![1; 600 << 10])) }).unwrap();
+        let mut cursor = futures::io::Cursor::new(big.clone());
+        match codec.read_request(&KV_PROTOCOL, &mut cursor).await.unwrap() {
+            Request::Refused { reason } => {
+                assert!(reason.contains("--request-budget"), "{reason}")
+            }
+            other => panic!("took {other:?}"),
+        }
+        assert_eq!(cursor.position(), big.len() as u64, "read to its end");
+        let small = Request::Store { record: sample_record(Some(vec![2; 100 << 10])) };
+        let mut cursor = futures::io::Cursor::new(encode(&small).unwrap());
+        assert_eq!(codec.read_request(&KV_PROTOCOL, &mut cursor).await.unwrap(), small);
+        let counters = budget.counters();
+        assert_eq!(counters.held, 0);
+        assert_eq!(counters.refused, 1);
+        assert!(counters.peak <= counters.limit - SMALL_RESERVE, "{counters:?}");
+        // Too large stays "too large", not "busy".
+        let mut tight = KvCodec::new(16).with_admission(budget, Duration::from_secs(5));
+        let mut cursor = futures::io::Cursor::new(big);
+        match tight.read_request(&KV_PROTOCOL, &mut cursor).await.unwrap() {
+            Request::Malformed { reason } => assert!(reason.contains("too large"), "{reason}"),
+            other => panic!("took {other:?}"),
+        }
+    }
+
+    /// A request whose sender stops half-way is dropped at the read deadline, and what it held
+    /// is given back.
+    #[tokio::test]
+    async fn a_request_not_sent_in_time_is_dropped_at_the_deadline() {
+        use crate::admission::ReadBudget;
+        let budget = ReadBudget::new(64 << 20);
+        let mut codec =
+            KvCodec::new(1 << 20).with_admission(budget.clone(), Duration::from_millis(200));
+        let bytes =
+            encode(&Request::Store { record: sample_record(Some(vec![1; 300 << 10])) }).unwrap();
+        // Half the request, then silence (a reader that never ends).
+        let half = futures::io::Cursor::new(bytes[..bytes.len() / 2].to_vec());
+        let mut stalled = half.chain(futures::io::AsyncReadExt::take(
+            futures::stream::pending::<io::Result<Vec<u8>>>().into_async_read(),
+            u64::MAX,
+        ));
+        let err = codec.read_request(&KV_PROTOCOL, &mut stalled).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("--read-timeout"), "{err}");
+        let counters = budget.counters();
+        assert_eq!((counters.held, counters.timed_out), (0, 1));
+        assert!(counters.peak >= bytes.len() / 2, "the half read was counted: {counters:?}");
     }
 
     #[test]

@@ -165,7 +165,9 @@ pub fn serve(
         Request::Members { .. } => Served::answer(Response::Rejected {
             reason: "a members exchange is answered from the members table".into(),
         }),
-        Request::Malformed { reason } => Served::answer(Response::Rejected { reason }),
+        Request::Malformed { reason } | Request::Refused { reason } => {
+            Served::answer(Response::Rejected { reason })
+        }
     }
 }
 

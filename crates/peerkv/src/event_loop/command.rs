@@ -65,6 +65,9 @@ impl EventLoop {
                 stats.records = self.store.len();
                 stats.tombstones = self.store.iter().filter(|r| r.is_tombstone()).count();
                 stats.bytes = self.store.bytes();
+                stats.admission.budget = self.budget.counters();
+                stats.admission.rate = self.gate.counters();
+                stats.admission.rate_tracked_peers = self.gate.tracked();
                 let _ = reply.send(Ok(stats));
             }
             Command::Upkeep { reply } => {

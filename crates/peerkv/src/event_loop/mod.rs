@@ -13,7 +13,9 @@
 //!   routed back to their op or upkeep.
 //! - `ops.rs`: operations in flight: the driver of the core's `PutOp` and `GetOp`.
 //! - `upkeep.rs`: the driver of the core's `Upkeep` (rounds, digests, hand-off, expiry).
+//! - `admission.rs`: the rate limits a request from a peer passes before it is served.
 
+mod admission;
 mod command;
 mod network;
 pub(crate) mod ops;
@@ -216,7 +218,18 @@ pub(crate) struct EventLoop {
     joins: HashSet<QueryId>,
     /// Kademlia requests our lookups sent (bootstraps' and `closest`'s), for `info`.
     kad_requests: u64,
+    /// Rate limits on requests from peers.
+    gate: admission::Gate,
+    /// The bytes of requests being read (the codec's, shared), for `stats`.
+    budget: crate::admission::ReadBudget,
+    /// Peers named by `--bootstrap`: never strangers to the rate limits.
+    bootstrap_peers: HashSet<PeerId>,
+    /// When the rate limits next forget quiet peers.
+    next_gate_cleanup: Instant,
 }
+
+/// How often the rate limits forget peers that went quiet.
+const GATE_CLEANUP_INTERVAL: Duration = Duration::from_secs(10);
 
 impl EventLoop {
     pub(crate) fn new(
@@ -229,6 +242,9 @@ impl EventLoop {
         known_peers: Vec<(PeerId, Vec<Multiaddr>)>,
     ) -> Self {
         let local_peer = *swarm.local_peer_id();
+        let gate = admission::Gate::new(&config.admission);
+        let bootstrap_peers =
+            config.bootstrap.iter().filter_map(|a| command::split_p2p(a).1).collect();
         let local_key = KBucketKey::from(local_peer);
         let upkeep_interval = config.upkeep_interval;
         let (op_config, limits) = (OpConfig::of(&config), Limits::of(&config));
@@ -277,7 +293,18 @@ impl EventLoop {
             bootstraps_awaiting_identify: Vec::new(),
             joins: HashSet::new(),
             kad_requests: 0,
+            gate,
+            budget: crate::admission::ReadBudget::new(0),
+            bootstrap_peers,
+            next_gate_cleanup: Instant::now() + GATE_CLEANUP_INTERVAL,
         }
+    }
+
+    /// This loop, reporting the counters of `budget` (the one the swarm's codec reads
+    /// requests within) in `stats`.
+    pub(crate) fn with_budget(mut self, budget: crate::admission::ReadBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Runs until a shutdown command arrives or every handle is dropped.
@@ -331,6 +358,15 @@ impl EventLoop {
 
     fn local_peer_id(&self) -> PeerId {
         *self.swarm.local_peer_id()
+    }
+
+    /// Whether `peer` is in the routing table.
+    fn is_routed(&mut self, peer: &PeerId) -> bool {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbucket(*peer)
+            .is_some_and(|bucket| bucket.iter().any(|e| e.node.key.preimage() == peer))
     }
 
     fn routing_table_len(&mut self) -> usize {
@@ -406,6 +442,10 @@ impl EventLoop {
 
     /// Ends what passed its deadline.
     fn sweep(&mut self, now: Instant) {
+        if now >= self.next_gate_cleanup {
+            self.gate.forget_quiet();
+            self.next_gate_cleanup = now + GATE_CLEANUP_INTERVAL;
+        }
         let mono = self.now().mono;
         self.suspects.expire(mono);
         if mono >= self.next_exchange {

@@ -74,6 +74,9 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+                if matches!(error, DialError::Denied { .. }) {
+                    self.stats.admission.connections_denied_out += 1;
+                }
                 if let (Some(peer), Some(loss)) = (peer_id, loss_of(&error)) {
                     if !self.swarm.is_connected(&peer) {
                         // Kademlia keeps a peer's last address even when it fails; a peer that
@@ -104,6 +107,9 @@ impl EventLoop {
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!("incoming connection failed: {error}");
+                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                    self.stats.admission.connections_denied_in += 1;
+                }
             }
             _ => {}
         }

@@ -73,6 +73,13 @@ impl EventLoop {
     /// Answers one request from a peer. Nothing it sends can do more than earn a `Rejected`.
     fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
         self.kv_support.insert(peer, true);
+        let known = self.bootstrap_peers.contains(&peer) || self.is_routed(&peer);
+        if let Err(reason) = self.gate.admit(&peer, &request, known) {
+            tracing::debug!(%peer, "rate limited: {reason}");
+            let _ =
+                self.swarm.behaviour_mut().kv.send_response(channel, Response::Rejected { reason });
+            return;
+        }
         let response = match request {
             Request::Summary { buckets } => self.answer_summary(peer, buckets),
             Request::Members { max } => {
