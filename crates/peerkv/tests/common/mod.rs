@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use peerkv::{Config, Node};
 
+pub mod attacker;
+
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(30);
 
