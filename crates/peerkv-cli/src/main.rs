@@ -38,9 +38,11 @@ const EXIT_START: u8 = 2;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // libp2p-request-response warns once per stream it resets past --max-streams: a peer
+    // opening streams in a loop would write our stderr full. `stats` counts refusals instead.
     let default_level = match cli.verbose {
-        0 => "warn,libp2p_kad=error",
-        1 => "info,libp2p_kad=warn",
+        0 => "warn,libp2p_kad=error,libp2p_request_response::handler=error",
+        1 => "info,libp2p_kad=warn,libp2p_request_response::handler=error",
         _ => "info,peerkv=debug",
     };
     let filter =

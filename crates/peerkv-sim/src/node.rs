@@ -11,7 +11,7 @@ use peerkv::core::members::{Members, MEMBERS_CAP};
 use peerkv::core::membership::Suspects;
 use peerkv::core::replica::{self, Holdings, Limits};
 use peerkv::core::{
-    upkeep, Action, Env, GetOp, Input, Kind, Now, OpConfig, PutOp, Rtts, Upkeep, UpkeepAction,
+    Action, Env, GetOp, Input, Kind, Now, OpConfig, PutOp, Rtts, Upkeep, UpkeepAction,
     UpkeepConfig, View,
 };
 use peerkv::protocol::{Request, Response};
@@ -375,16 +375,7 @@ impl Node {
             return self.members.answer(max, self.share_offset, Duration::from_micros(t));
         }
         if let Request::Summary { buckets } = request {
-            let r = self.replication;
-            return upkeep::answer_summary(
-                from,
-                buckets,
-                &self.store,
-                self.id,
-                &self.members,
-                r,
-                now,
-            );
+            return self.upkeep.answer_summary(&from, buckets);
         }
         let limits = Limits {
             max_value_size: 1 << 20,
@@ -397,6 +388,15 @@ impl Node {
         };
         let served = replica::serve(request, from != self.id, &self.store, &mut near, limits, now);
         for w in served.writes {
+            let old = self.store.get(&w.key).map(|r| r.version);
+            self.upkeep.wrote(
+                &w.key,
+                old,
+                Some(w.version),
+                self.id,
+                &self.members,
+                self.replication,
+            );
             self.store.write(w);
         }
         if let Some(v) = served.observed {
@@ -421,10 +421,6 @@ impl Node {
         config: UpkeepConfig,
     ) -> Vec<Out> {
         let actions = match (purpose, response) {
-            (Purpose::Summary, Response::Mismatch { buckets }) if buckets.is_empty() => {
-                self.upkeep.forget(&from);
-                Vec::new()
-            }
             (Purpose::Summary, Response::Mismatch { buckets }) => {
                 self.upkeep.on_mismatch(from, &buckets)
             }
@@ -440,7 +436,19 @@ impl Node {
         let mut out = Vec::new();
         for action in actions {
             match action {
-                UpkeepAction::Remove(key) => self.store.remove(&key),
+                UpkeepAction::Remove(key) => {
+                    if let Some(old) = self.store.get(&key).map(|r| r.version) {
+                        self.upkeep.wrote(
+                            &key,
+                            Some(old),
+                            None,
+                            self.id,
+                            &self.members,
+                            self.replication,
+                        );
+                    }
+                    self.store.remove(&key);
+                }
                 UpkeepAction::Send { peer, request } => {
                     let purpose = match &request {
                         Request::Summary { .. } => Purpose::Summary,

@@ -263,45 +263,51 @@ pub struct AdmissionStats {
 
 /// A buffer whose capacity is held against a [`ReadBudget`], given back when it is dropped
 /// (also when the read is abandoned half-way: libp2p drops the future at its timeout). Bytes
-/// are read straight into its spare room, so a stream holds nothing the budget does not count.
+/// are read straight into it, [`READ_STEP`] at a time: its capacity doubles as it fills (and
+/// the budget is charged for the capacity), but only the bytes read are ever written, so the
+/// memory a request really takes stays under what the budget counts.
 pub(crate) struct BudgetedBuf {
     budget: ReadBudget,
     held: usize,
     buf: Vec<u8>,
+    /// Bytes read (`buf` may be longer by the room lent to the read under way).
     len: usize,
 }
 
-/// The first room a request's buffer takes.
-const FIRST_ROOM: usize = 4 << 10;
+/// The first capacity a request's buffer takes, and the most read at once.
+const READ_STEP: usize = 4 << 10;
 
 impl BudgetedBuf {
     pub(crate) fn new(budget: ReadBudget) -> Self {
         Self { budget, held: 0, buf: Vec::new(), len: 0 }
     }
 
-    /// Room to read into: what is left, or (when full) half as much again as held, at most
-    /// `max` in all. `Err` with the counters when that growth does not fit the budget (the
-    /// buffer is unchanged), or when the buffer already holds `max` bytes.
+    /// Room to read into (at most [`READ_STEP`]), growing the buffer within the budget, to at
+    /// most `max` bytes in all. `Err` with the counters when the growth does not fit the budget
+    /// (the buffer is unchanged), or when the buffer already holds `max` bytes.
     pub(crate) fn spare(&mut self, max: usize) -> Result<&mut [u8], BudgetCounters> {
-        if self.len == self.held {
-            let want = (self.held + (self.held / 2).max(FIRST_ROOM)).min(max);
-            if want <= self.held {
-                return Err(self.budget.counters());
-            }
+        let len = self.len;
+        if len >= max {
+            return Err(self.budget.counters());
+        }
+        let step = READ_STEP.min(max - len);
+        if len + step > self.held {
+            let want = (self.held * 2).max(len + step).max(READ_STEP).min(max);
             if !self.budget.take(want - self.held, want) {
                 self.budget.refused();
                 return Err(self.budget.counters());
             }
-            self.buf.reserve_exact(want - self.buf.len());
-            self.buf.resize(want, 0);
+            self.buf.reserve_exact(want - len);
             self.held = want;
         }
-        Ok(&mut self.buf[self.len..self.held])
+        self.buf.resize(len + step, 0);
+        Ok(&mut self.buf[len..])
     }
 
-    /// `n` bytes of the room [`BudgetedBuf::spare`] gave were read.
+    /// `n` bytes of the room [`BudgetedBuf::spare`] gave were read (the rest is let go).
     pub(crate) fn filled(&mut self, n: usize) {
-        self.len = (self.len + n).min(self.held);
+        self.len = (self.len + n).min(self.buf.len());
+        self.buf.truncate(self.len);
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
@@ -324,7 +330,7 @@ mod tests {
         let budget = ReadBudget::new(SMALL_RESERVE + (1 << 20));
         let mut big = BudgetedBuf::new(budget.clone());
         let mut refused = None;
-        for _ in 0..100 {
+        for _ in 0..10_000 {
             match big.spare(4 << 20) {
                 Ok(room) => {
                     let n = room.len();
@@ -343,7 +349,7 @@ mod tests {
         let mut small = BudgetedBuf::new(budget.clone());
         let room = small.spare(1 << 20).expect("room kept for small requests").len();
         small.filled(room);
-        assert_eq!(small.as_slice().len(), FIRST_ROOM);
+        assert_eq!(small.as_slice().len(), READ_STEP);
         assert!(budget.counters().held <= budget.counters().limit);
         drop(big);
         drop(small);

@@ -12,6 +12,16 @@
 //! batches ([`Upkeep::on_missing`]). So a closer peer that appeared gets its keys (hand-off),
 //! the survivors of a replica that left restore R copies, and a stable overlay exchanges one
 //! small summary per peer pair.
+//!
+//! Answering a summary costs O(buckets), not O(records held): the round keeps, per peer, the
+//! bucket sums of what we hold that it should hold too (the very sets its own offers are), and
+//! every write and removal updates them ([`Upkeep::wrote`]). Between rounds a view that changed
+//! can make a sum stale; that costs a digest (a mismatch where there is none), never a record.
+//!
+//! Extra copies: a record we hold though we are not among its R nearest (a closer peer joined,
+//! or a writer's view differed) is offered to the R nearest like any other, and removed here
+//! once each of them answered a summary whose bucket holding it matched ours — each holds it at
+//! our version — and it was not written since ([`Upkeep::on_mismatch`]). Its digests then stop.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -52,8 +62,7 @@ pub fn bucket_of(key: &str) -> u16 {
 pub fn summarize<'a>(entries: impl Iterator<Item = (&'a str, Hlc)>) -> Vec<(u16, u32, u64)> {
     let mut buckets: BTreeMap<u16, (u32, u64)> = BTreeMap::new();
     for (key, version) in entries {
-        let hash =
-            fnv1a(&[key.as_bytes(), &version.ms.to_be_bytes(), &version.counter.to_be_bytes()]);
+        let hash = entry_hash(key, version);
         let slot = buckets.entry(bucket_of(key)).or_default();
         slot.0 += 1;
         slot.1 ^= hash;
@@ -93,11 +102,33 @@ pub struct UpkeepConfig {
     pub batch_bytes: usize,
 }
 
-/// One peer's upkeep: what its last round offered each peer, for the digests a mismatch asks
-/// for.
+/// Bucket sums: bucket → (count, xor of entry hashes).
+type Sums = HashMap<u16, (u32, u64)>;
+
+/// The hash of one `(key, version)` entry in a summary.
+fn entry_hash(key: &str, version: Hlc) -> u64 {
+    fnv1a(&[key.as_bytes(), &version.ms.to_be_bytes(), &version.counter.to_be_bytes()])
+}
+
+/// An extra copy waiting for the R nearest to confirm they hold it.
+#[derive(Debug, Clone)]
+struct Extra {
+    /// The version offered.
+    version: Hlc,
+    /// The R nearest that have not confirmed yet.
+    waiting: HashSet<PeerId>,
+}
+
+/// One peer's upkeep: what its last round offered each peer (for the digests a mismatch asks
+/// for), what it shares with each peer (for answering summaries), and its extra copies.
 #[derive(Debug, Default)]
 pub struct Upkeep {
     offers: HashMap<PeerId, Vec<(String, Hlc)>>,
+    /// Per peer: the bucket sums of what we hold that it should hold too, by the view of the
+    /// last round, kept up to date on every write.
+    shared: HashMap<PeerId, Sums>,
+    /// Records held here though we are not among their R nearest, by key.
+    extras: HashMap<String, Extra>,
 }
 
 impl Upkeep {
@@ -123,22 +154,31 @@ impl Upkeep {
         });
         actions.extend(doomed.iter().cloned().map(UpkeepAction::Remove));
         self.offers.clear();
+        self.shared.clear();
+        self.extras.clear();
         if !members.is_empty() {
             let mut offers: HashMap<PeerId, Vec<(String, Hlc)>> = HashMap::new();
+            let mut extras = HashMap::new();
             holdings.for_each(&mut |r| {
                 if doomed.contains(&r.key) {
                     return;
                 }
                 let replicas = members.replicas(local, &r.key, config.replication);
+                if replicas.len() == config.replication && !replicas.contains(&local) {
+                    let waiting = replicas.iter().copied().collect();
+                    extras.insert(r.key.clone(), Extra { version: r.version, waiting });
+                }
                 for peer in replicas.into_iter().filter(|p| *p != local) {
                     offers.entry(peer).or_default().push((r.key.clone(), r.version));
                 }
             });
+            self.extras = extras;
             let mut peers: Vec<PeerId> = offers.keys().copied().collect();
             peers.sort();
             for peer in peers {
                 let Some(entries) = offers.remove(&peer) else { continue };
                 let buckets = summarize(entries.iter().map(|(k, v)| (k.as_str(), *v)));
+                self.shared.insert(peer, buckets.iter().map(|&(b, c, h)| (b, (c, h))).collect());
                 actions.push(UpkeepAction::Send { peer, request: Request::Summary { buckets } });
                 self.offers.insert(peer, entries);
             }
@@ -146,12 +186,77 @@ impl Upkeep {
         actions
     }
 
-    /// `peer` answered our summary with the buckets that differ there: their full digests
-    /// follow, in chunks.
+    /// The record of `key` held here went from version `old` to `new` (`None`: not held), by
+    /// a write or a removal: the sums shared with its R nearest by the view `members` follow,
+    /// and an extra copy of it waits for a new round.
+    pub fn wrote(
+        &mut self,
+        key: &str,
+        old: Option<Hlc>,
+        new: Option<Hlc>,
+        local: PeerId,
+        members: &Members,
+        replication: usize,
+    ) {
+        if old == new {
+            return;
+        }
+        self.extras.remove(key);
+        let bucket = bucket_of(key);
+        for peer in members.replicas(local, key, replication) {
+            if peer == local {
+                continue;
+            }
+            let (count, hash) = self.shared.entry(peer).or_default().entry(bucket).or_default();
+            if let Some(old) = old {
+                *count = count.saturating_sub(1);
+                *hash ^= entry_hash(key, old);
+            }
+            if let Some(new) = new {
+                *count = count.saturating_add(1);
+                *hash ^= entry_hash(key, new);
+            }
+        }
+    }
+
+    /// A summary from `peer`: the buckets where what we hold of the keys it would offer us
+    /// (those whose R nearest, by our view, include `peer`) differs from what it holds. Costs
+    /// O(buckets): it reads the sums the round made and every write since kept up to date. A
+    /// peer we share nothing with (by the last round's view) gets every bucket it named.
+    pub fn answer_summary(&self, peer: &PeerId, theirs: Vec<(u16, u32, u64)>) -> Response {
+        let empty = Sums::new();
+        let ours = self.shared.get(peer).unwrap_or(&empty);
+        let buckets = theirs
+            .into_iter()
+            .filter(|(b, c, h)| {
+                // A bucket whose entries all went away reads as absent, as in `summarize`.
+                let mine = ours.get(b).copied().filter(|(count, _)| *count > 0);
+                mine != Some((*c, *h))
+            })
+            .map(|(b, _, _)| b);
+        Response::Mismatch { buckets: buckets.collect() }
+    }
+
+    /// Extra copies held now.
+    pub fn extras(&self) -> usize {
+        self.extras.len()
+    }
+
+    /// `peer` answered our summary with the buckets that differ there (none: all match): their
+    /// full digests follow, in chunks. Every entry in a bucket that matched is held there at our
+    /// version: an extra copy all of whose R nearest said so is removed.
     pub fn on_mismatch(&mut self, peer: PeerId, buckets: &[u16]) -> Vec<UpkeepAction> {
         let Some(entries) = self.offers.remove(&peer) else { return Vec::new() };
         let wanted: HashSet<u16> = buckets.iter().copied().collect();
         let mut actions = Vec::new();
+        for (key, version) in entries.iter().filter(|(k, _)| !wanted.contains(&bucket_of(k))) {
+            let Some(extra) = self.extras.get_mut(key) else { continue };
+            if extra.version == *version && extra.waiting.remove(&peer) && extra.waiting.is_empty()
+            {
+                self.extras.remove(key);
+                actions.push(UpkeepAction::Remove(key.clone()));
+            }
+        }
         let mut chunk = Vec::new();
         let mut bytes = 0;
         for entry in entries.into_iter().filter(|(k, _)| wanted.contains(&bucket_of(k))) {
@@ -205,38 +310,186 @@ impl Upkeep {
     }
 }
 
-/// A summary from `peer`: the buckets where what we hold of the keys `peer` would offer us
-/// (those whose R nearest, by our view `members`, include `peer`) differs from what it holds.
-pub fn answer_summary(
-    peer: PeerId,
-    theirs: Vec<(u16, u32, u64)>,
-    holdings: &dyn Holdings,
-    local: PeerId,
-    members: &Members,
-    replication: usize,
-    now: Now,
-) -> Response {
-    let mut entries: Vec<(String, Hlc)> = Vec::new();
-    holdings.for_each(&mut |r| {
-        if r.is_expired(now.wall_ms) {
-            return;
-        }
-        if members.replicas(local, &r.key, replication).contains(&peer) {
-            entries.push((r.key.clone(), r.version));
-        }
-    });
-    let ours: HashMap<u16, (u32, u64)> = summarize(entries.iter().map(|(k, v)| (k.as_str(), *v)))
-        .into_iter()
-        .map(|(b, c, h)| (b, (c, h)))
-        .collect();
-    let buckets =
-        theirs.into_iter().filter(|(b, c, h)| ours.get(b) != Some(&(*c, *h))).map(|(b, _, _)| b);
-    Response::Mismatch { buckets: buckets.collect() }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use libp2p::identity::Keypair;
+
     use super::*;
+    use crate::record::Record;
+
+    /// Records by key, for the tests.
+    #[derive(Default)]
+    struct Held(BTreeMap<String, Record>);
+
+    impl Holdings for Held {
+        fn get(&self, key: &str) -> Option<&Record> {
+            self.0.get(key)
+        }
+        fn count(&self) -> usize {
+            self.0.len()
+        }
+        fn bytes(&self) -> usize {
+            0
+        }
+        fn for_each(&self, f: &mut dyn FnMut(&Record)) {
+            self.0.values().for_each(f);
+        }
+    }
+
+    const R: usize = 3;
+
+    fn config() -> UpkeepConfig {
+        UpkeepConfig {
+            replication: R,
+            tombstone_ttl: Duration::from_secs(3600),
+            batch_bytes: 1 << 20,
+        }
+    }
+
+    fn now() -> Now {
+        Now { mono: Duration::from_secs(10), wall_ms: 1_000_000 }
+    }
+
+    fn record(kp: &Keypair, key: &str, ms: u64) -> Record {
+        Record::sign(kp, key.into(), Some(b"v".to_vec()), Hlc::new(ms, 0), None).unwrap()
+    }
+
+    /// What a summary from `peer` would be answered by a full scan: the old way, the truth.
+    fn scanned(held: &Held, peer: PeerId, local: PeerId, members: &Members) -> Sums {
+        let mut entries = Vec::new();
+        held.for_each(&mut |r| {
+            if members.replicas(local, &r.key, R).contains(&peer) {
+                entries.push((r.key.clone(), r.version));
+            }
+        });
+        summarize(entries.iter().map(|(k, v)| (k.as_str(), *v)))
+            .into_iter()
+            .map(|(b, c, h)| (b, (c, h)))
+            .collect()
+    }
+
+    fn overlay(n: usize) -> (PeerId, Vec<PeerId>, Members) {
+        let local = PeerId::random();
+        let peers: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();
+        let mut members = Members::new(local, 64);
+        for p in &peers {
+            members.seen(*p, &[], Duration::from_secs(1));
+        }
+        (local, peers, members)
+    }
+
+    /// The sums a summary is answered from stay equal to a full scan through writes, updates
+    /// and removals after the round, for every peer: the answer costs O(buckets) and says the
+    /// same as before.
+    #[test]
+    fn summaries_are_answered_from_sums_kept_up_to_date_on_every_write() {
+        let kp = Keypair::generate_ed25519();
+        let (local, peers, members) = overlay(8);
+        let mut held = Held::default();
+        for i in 0..300 {
+            let r = record(&kp, &format!("k{i}"), 5);
+            held.0.insert(r.key.clone(), r);
+        }
+        let mut upkeep = Upkeep::default();
+        upkeep.round(&held, local, &members, config(), now());
+        let write = |held: &mut Held, upkeep: &mut Upkeep, key: String, new: Option<Record>| {
+            let old = held.0.get(&key).map(|r| r.version);
+            upkeep.wrote(&key, old, new.as_ref().map(|r| r.version), local, &members, R);
+            match new {
+                Some(r) => held.0.insert(key, r),
+                None => held.0.remove(&key),
+            };
+        };
+        for i in 0..100 {
+            write(&mut held, &mut upkeep, format!("k{i}"), Some(record(&kp, &format!("k{i}"), 9)));
+        }
+        for i in 100..150 {
+            write(&mut held, &mut upkeep, format!("k{i}"), None);
+        }
+        for i in 300..400 {
+            write(&mut held, &mut upkeep, format!("k{i}"), Some(record(&kp, &format!("k{i}"), 7)));
+        }
+        for peer in peers {
+            let truth = scanned(&held, peer, local, &members);
+            let theirs: Vec<(u16, u32, u64)> =
+                truth.iter().map(|(b, (c, h))| (*b, *c, *h)).collect();
+            assert_eq!(
+                upkeep.answer_summary(&peer, theirs.clone()),
+                Response::Mismatch { buckets: vec![] },
+                "the sums drifted from a scan"
+            );
+            // And any difference still shows.
+            let mut off = theirs;
+            if let Some(first) = off.first_mut() {
+                first.2 ^= 1;
+                let bucket = first.0;
+                assert_eq!(
+                    upkeep.answer_summary(&peer, off),
+                    Response::Mismatch { buckets: vec![bucket] }
+                );
+            }
+        }
+    }
+
+    /// An extra copy (we are not among the key's R nearest) is removed once each of the R
+    /// nearest answered a summary whose bucket holding it matched, and not before; a write in
+    /// between keeps it.
+    #[test]
+    fn an_extra_copy_goes_once_every_replica_confirmed_it() {
+        let kp = Keypair::generate_ed25519();
+        let (local, _, members) = overlay(12);
+        let key = (0..)
+            .map(|i| format!("x{i}"))
+            .find(|k| !members.replicas(local, k, R).contains(&local))
+            .unwrap();
+        let ours = (0..)
+            .map(|i| format!("o{i}"))
+            .find(|k| members.replicas(local, k, R).contains(&local))
+            .unwrap();
+        let mut held = Held::default();
+        for k in [&key, &ours] {
+            held.0.insert(k.clone(), record(&kp, k, 5));
+        }
+        let replicas = members.replicas(local, &key, R);
+        let mut upkeep = Upkeep::default();
+        let sent = upkeep.round(&held, local, &members, config(), now());
+        assert_eq!(upkeep.extras(), 1);
+        for peer in &replicas {
+            assert!(sent
+                .iter()
+                .any(|a| matches!(a, UpkeepAction::Send { peer: p, .. } if p == peer)));
+        }
+        // All but the last confirm: nothing goes.
+        for peer in &replicas[..R - 1] {
+            let actions = upkeep.on_mismatch(*peer, &[]);
+            assert!(!actions.iter().any(|a| matches!(a, UpkeepAction::Remove(_))), "{actions:?}");
+        }
+        // A mismatch in its bucket is no confirmation.
+        let last = replicas[R - 1];
+        let actions = upkeep.on_mismatch(last, &[bucket_of(&key)]);
+        assert!(!actions.iter().any(|a| matches!(a, UpkeepAction::Remove(_))), "{actions:?}");
+        // Next round, all confirm: it goes (and never a key we are a replica of).
+        upkeep.round(&held, local, &members, config(), now());
+        let mut removed = Vec::new();
+        for peer in
+            members.replicas(local, &key, R).iter().chain(&members.replicas(local, &ours, R))
+        {
+            for a in upkeep.on_mismatch(*peer, &[]) {
+                if let UpkeepAction::Remove(k) = a {
+                    removed.push(k);
+                }
+            }
+        }
+        assert_eq!(removed, vec![key.clone()]);
+        // A write between the round and the confirmations keeps it.
+        upkeep.round(&held, local, &members, config(), now());
+        upkeep.wrote(&key, Some(Hlc::new(5, 0)), Some(Hlc::new(6, 0)), local, &members, R);
+        for peer in &replicas {
+            assert!(upkeep.on_mismatch(*peer, &[]).is_empty());
+        }
+    }
 
     #[test]
     fn a_summary_ignores_order_and_sees_any_difference() {

@@ -48,16 +48,23 @@ impl EventLoop {
         theirs: Vec<(u16, u32, u64)>,
     ) -> Response {
         self.stats.digests_received += 1;
-        let (local, now, r) = (self.local_peer_id(), self.now(), self.config.replication);
-        upkeep::answer_summary(peer, theirs, &self.store, local, &self.members, r, now)
+        self.upkeep.answer_summary(&peer, theirs)
+    }
+
+    /// The record of `key` held here went from `old` to `new` (`None`: not held): the sums
+    /// upkeep answers summaries from follow.
+    pub(super) fn note_write(
+        &mut self,
+        key: &str,
+        old: Option<crate::Hlc>,
+        new: Option<crate::Hlc>,
+    ) {
+        let (local, r) = (self.local_peer_id(), self.config.replication);
+        self.upkeep.wrote(key, old, new, local, &self.members, r);
     }
 
     /// The answer to one of our summaries.
     pub(super) fn on_mismatch(&mut self, peer: PeerId, buckets: &[u16]) {
-        if buckets.is_empty() {
-            self.upkeep.forget(&peer);
-            return;
-        }
         let actions = self.upkeep.on_mismatch(peer, buckets);
         self.carry_out(actions);
     }
@@ -78,7 +85,10 @@ impl EventLoop {
         for action in actions {
             match action {
                 UpkeepAction::Remove(key) => match self.store.remove(&key) {
-                    Ok(Some(_)) => report.removed += 1,
+                    Ok(Some(old)) => {
+                        self.note_write(&key, Some(old.version), None);
+                        report.removed += 1;
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::warn!(%key, "cannot remove: {e}"),
                 },

@@ -113,9 +113,12 @@ impl EventLoop {
         let mut served = replica::serve(request, remote, &self.store, &mut near, self.limits, now);
         for record in std::mem::take(&mut served.writes) {
             let key = record.key.clone();
+            let old = self.store.get(&key).map(|r| r.version);
             match self.store.put_merge(record) {
                 Ok((merged, held)) => {
                     tracing::debug!(key = %held.key, version = %held.version, ?merged, "store");
+                    let new = Some(held.version);
+                    self.note_write(&key, old, new);
                 }
                 Err(e) => {
                     tracing::warn!("store write failed: {e}");
