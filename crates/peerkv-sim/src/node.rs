@@ -76,8 +76,8 @@ pub enum Purpose {
     Repair,
     /// Upkeep.
     Summary,
-    /// Upkeep.
-    Digest,
+    /// Upkeep: the digest's id.
+    Digest(u64),
     /// Upkeep's StoreMany.
     Push,
     /// A members exchange.
@@ -424,8 +424,8 @@ impl Node {
             (Purpose::Summary, Response::Mismatch { buckets }) => {
                 self.upkeep.on_mismatch(from, &buckets)
             }
-            (Purpose::Digest, Response::Missing { keys }) if !keys.is_empty() => {
-                self.upkeep.on_missing(from, keys, &self.store, config)
+            (Purpose::Digest(id), Response::Missing { keys }) => {
+                self.upkeep.on_missing(from, id, keys, &self.store, config)
             }
             _ => Vec::new(),
         };
@@ -452,10 +452,12 @@ impl Node {
                 UpkeepAction::Send { peer, request } => {
                     let purpose = match &request {
                         Request::Summary { .. } => Purpose::Summary,
-                        Request::Digest { .. } => Purpose::Digest,
                         _ => Purpose::Push,
                     };
                     out.push(Out::Send { to: peer, purpose, request });
+                }
+                UpkeepAction::Digest { peer, id, request } => {
+                    out.push(Out::Send { to: peer, purpose: Purpose::Digest(id), request });
                 }
             }
         }

@@ -522,7 +522,7 @@ impl Sim {
                     self.nodes[node].feed(op, Input::Answer { peer, kind, response }, self.now);
                 self.handle(node, out);
             }
-            Purpose::Summary | Purpose::Digest => {
+            Purpose::Summary | Purpose::Digest(_) => {
                 let cfg = self.upkeep_config;
                 let out = self.nodes[node].upkeep_answer(peer, purpose, response, cfg);
                 self.handle(node, out);

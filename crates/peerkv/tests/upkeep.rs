@@ -335,3 +335,79 @@ async fn churn_loses_nothing_acknowledged() {
     );
     shutdown(&nodes).await;
 }
+
+/// Extra copies: three peers hold 30 keys (R = 3); seven more join, so most keys get nearer
+/// peers. Upkeep hands each key on to its three nearest and then removes the copies it held
+/// only because it was near before: in the end every key is on exactly its three nearest
+/// peers, and reads back. (Before, a former replica kept its copy, and sent a digest of it every
+/// round, for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_copies_are_handed_on_then_removed() {
+    let _serial = SERIAL.lock().await;
+    let config =
+        |_| Config { replication: 3, upkeep_interval: Duration::from_secs(3600), ..local() };
+    let mut nodes = cluster(3, config).await;
+    let keys: Vec<String> = (0..30).map(|i| format!("extra-{i}")).collect();
+    for key in &keys {
+        within("put", nodes[0].put(key.clone(), "v")).await.expect("put");
+    }
+    let addr = within("addrs", nodes[0].listen_addrs()).await.expect("addrs")[0].clone();
+    for _ in 0..7 {
+        let joiner = Node::spawn(Config { bootstrap: vec![addr.clone()], ..config(0) });
+        nodes.push(within("spawn", joiner).await.expect("join"));
+    }
+    let ids: Vec<_> = nodes.iter().map(Node::peer_id).collect();
+    for node in &nodes {
+        let all =
+            wait_for(WAIT, || async { node.info().await.is_ok_and(|i| i.members >= 9) }).await;
+        assert!(all, "a view never held the nine others");
+    }
+    let nearest = |key: &str| -> Vec<usize> {
+        placement::plan(key, ids.iter().copied(), 3, None)
+            .replicas
+            .iter()
+            .map(|peer| ids.iter().position(|p| p == peer).unwrap())
+            .collect()
+    };
+    let holders = |nodes: Vec<Node>| async move {
+        let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            for entry in node.keys().await.unwrap_or_default() {
+                by_key.entry(entry.key).or_default().push(i);
+            }
+        }
+        by_key
+    };
+    let moved = keys.iter().filter(|k| nearest(k).iter().any(|&i| i >= 3)).count();
+    assert!(moved > 0, "no key got a nearer peer: the test shows nothing");
+    // Round one hands on (summary, digest, records); round two's summaries match and the extra
+    // copies go. A third round changes nothing.
+    let settled = wait_for(WAIT, || async {
+        for node in &nodes {
+            let _ = node.upkeep().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = holders(nodes.clone()).await;
+        keys.iter().all(|k| {
+            let mut want = nearest(k);
+            want.sort_unstable();
+            held.get(k) == Some(&want)
+        })
+    })
+    .await;
+    let held = holders(nodes.clone()).await;
+    let wrong: Vec<_> = keys
+        .iter()
+        .filter_map(|k| {
+            let mut want = nearest(k);
+            want.sort_unstable();
+            (held.get(k) != Some(&want)).then(|| (k, held.get(k).cloned(), want))
+        })
+        .collect();
+    assert!(settled, "{moved} keys moved; not on exactly their 3 nearest: {wrong:?}");
+    for (i, key) in keys.iter().enumerate() {
+        let got = within("get", nodes[i % nodes.len()].get(key.clone())).await.expect("get");
+        assert_eq!(got.value(), Some(&b"v"[..]), "{key}");
+    }
+    shutdown(&nodes).await;
+}

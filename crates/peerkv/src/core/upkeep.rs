@@ -19,9 +19,11 @@
 //! can make a sum stale; that costs a digest (a mismatch where there is none), never a record.
 //!
 //! Extra copies: a record we hold though we are not among its R nearest (a closer peer joined,
-//! or a writer's view differed) is offered to the R nearest like any other, and removed here
-//! once each of them answered a summary whose bucket holding it matched ours — each holds it at
-//! our version — and it was not written since ([`Upkeep::on_mismatch`]). Its digests then stop.
+//! or a writer's view differed) is offered to the R nearest like any other. Their summaries
+//! never match ours on it (they do not count us among its R nearest), so its `(key, version)`
+//! goes out in a digest each round; a replica's answer that does not name it says it holds it
+//! at our version or newer. Once each of the R nearest said so, and it was not written since,
+//! it is removed here ([`Upkeep::on_missing`]), and its digests stop.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -80,13 +82,22 @@ pub fn is_replica_of(key: &str, local: PeerId, members: &Members, replication: u
 pub enum UpkeepAction {
     /// Remove `key` from the store (expired, or a tombstone past its time to live).
     Remove(String),
-    /// Send `request` (a Summary, Digest or StoreMany) to `peer`; feed a Summary's
-    /// `Mismatch` to [`Upkeep::on_mismatch`] and a Digest's `Missing` to
-    /// [`Upkeep::on_missing`].
+    /// Send `request` (a Summary or StoreMany) to `peer`; feed a Summary's `Mismatch` to
+    /// [`Upkeep::on_mismatch`].
     Send {
         /// To whom.
         peer: PeerId,
         /// What.
+        request: Request,
+    },
+    /// Send `request` (a Digest) to `peer`, and feed its `Missing` to [`Upkeep::on_missing`]
+    /// with `id`.
+    Digest {
+        /// To whom.
+        peer: PeerId,
+        /// Which digest the answer is to.
+        id: u64,
+        /// The digest.
         request: Request,
     },
 }
@@ -129,6 +140,10 @@ pub struct Upkeep {
     shared: HashMap<PeerId, Sums>,
     /// Records held here though we are not among their R nearest, by key.
     extras: HashMap<String, Extra>,
+    /// Digests in flight that name extra copies: id → (to whom, those entries).
+    digests: HashMap<u64, (PeerId, Vec<(String, Hlc)>)>,
+    /// The id of the next digest.
+    next_digest: u64,
 }
 
 impl Upkeep {
@@ -156,6 +171,7 @@ impl Upkeep {
         self.offers.clear();
         self.shared.clear();
         self.extras.clear();
+        self.digests.clear();
         if !members.is_empty() {
             let mut offers: HashMap<PeerId, Vec<(String, Hlc)>> = HashMap::new();
             let mut extras = HashMap::new();
@@ -243,20 +259,11 @@ impl Upkeep {
     }
 
     /// `peer` answered our summary with the buckets that differ there (none: all match): their
-    /// full digests follow, in chunks. Every entry in a bucket that matched is held there at our
-    /// version: an extra copy all of whose R nearest said so is removed.
+    /// full digests follow, in chunks.
     pub fn on_mismatch(&mut self, peer: PeerId, buckets: &[u16]) -> Vec<UpkeepAction> {
         let Some(entries) = self.offers.remove(&peer) else { return Vec::new() };
         let wanted: HashSet<u16> = buckets.iter().copied().collect();
         let mut actions = Vec::new();
-        for (key, version) in entries.iter().filter(|(k, _)| !wanted.contains(&bucket_of(k))) {
-            let Some(extra) = self.extras.get_mut(key) else { continue };
-            if extra.version == *version && extra.waiting.remove(&peer) && extra.waiting.is_empty()
-            {
-                self.extras.remove(key);
-                actions.push(UpkeepAction::Remove(key.clone()));
-            }
-        }
         let mut chunk = Vec::new();
         let mut bytes = 0;
         for entry in entries.into_iter().filter(|(k, _)| wanted.contains(&bucket_of(k))) {
@@ -264,26 +271,56 @@ impl Upkeep {
             chunk.push(entry);
             if bytes >= DIGEST_CHUNK_BYTES {
                 let entries = std::mem::take(&mut chunk);
-                actions.push(UpkeepAction::Send { peer, request: Request::Digest { entries } });
+                actions.push(self.digest(peer, entries));
                 bytes = 0;
             }
         }
         if !chunk.is_empty() {
-            actions.push(UpkeepAction::Send { peer, request: Request::Digest { entries: chunk } });
+            actions.push(self.digest(peer, chunk));
         }
         actions
     }
 
-    /// `peer` lacks these keys (or holds them older): send it the records, in batches under
-    /// `batch_bytes`.
+    /// A digest of `entries` to `peer`, remembering the extra copies it names.
+    fn digest(&mut self, peer: PeerId, entries: Vec<(String, Hlc)>) -> UpkeepAction {
+        let id = self.next_digest;
+        self.next_digest = self.next_digest.wrapping_add(1);
+        let extras: Vec<(String, Hlc)> =
+            entries.iter().filter(|(k, _)| self.extras.contains_key(k)).cloned().collect();
+        if !extras.is_empty() {
+            self.digests.insert(id, (peer, extras));
+        }
+        UpkeepAction::Digest { peer, id, request: Request::Digest { entries } }
+    }
+
+    /// `peer` answered digest `id`: it lacks these keys (or holds them older). Sends it the
+    /// records, in batches under `batch_bytes`. An extra copy the digest named and the answer
+    /// does not is held there at our version or newer: once each of its R nearest said so, it
+    /// is removed here.
     pub fn on_missing(
         &mut self,
         peer: PeerId,
+        id: u64,
         keys: Vec<String>,
         holdings: &dyn Holdings,
         config: UpkeepConfig,
     ) -> Vec<UpkeepAction> {
         let mut actions = Vec::new();
+        if let Some((to, named)) = self.digests.remove(&id) {
+            let lacking: HashSet<&str> = keys.iter().map(String::as_str).collect();
+            for (key, version) in
+                named.iter().filter(|(k, _)| to == peer && !lacking.contains(k.as_str()))
+            {
+                let Some(extra) = self.extras.get_mut(key) else { continue };
+                if extra.version == *version
+                    && extra.waiting.remove(&peer)
+                    && extra.waiting.is_empty()
+                {
+                    self.extras.remove(key);
+                    actions.push(UpkeepAction::Remove(key.clone()));
+                }
+            }
+        }
         let mut batch = Vec::new();
         let mut bytes = 0;
         for key in keys {
@@ -433,9 +470,24 @@ mod tests {
         }
     }
 
+    /// The digests `upkeep` sends `peer` after its summary's answer names `buckets`: (id,
+    /// keys named).
+    fn digests_to(upkeep: &mut Upkeep, peer: PeerId, buckets: &[u16]) -> Vec<(u64, Vec<String>)> {
+        upkeep
+            .on_mismatch(peer, buckets)
+            .into_iter()
+            .filter_map(|a| match a {
+                UpkeepAction::Digest { id, request: Request::Digest { entries }, .. } => {
+                    Some((id, entries.into_iter().map(|(k, _)| k).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// An extra copy (we are not among the key's R nearest) is removed once each of the R
-    /// nearest answered a summary whose bucket holding it matched, and not before; a write in
-    /// between keeps it.
+    /// nearest answered a digest naming it without asking for it, and not before; a replica
+    /// that lacks it keeps it here; a write in between keeps it.
     #[test]
     fn an_extra_copy_goes_once_every_replica_confirmed_it() {
         let kp = Keypair::generate_ed25519();
@@ -444,50 +496,58 @@ mod tests {
             .map(|i| format!("x{i}"))
             .find(|k| !members.replicas(local, k, R).contains(&local))
             .unwrap();
-        let ours = (0..)
-            .map(|i| format!("o{i}"))
-            .find(|k| members.replicas(local, k, R).contains(&local))
-            .unwrap();
         let mut held = Held::default();
-        for k in [&key, &ours] {
-            held.0.insert(k.clone(), record(&kp, k, 5));
-        }
+        held.0.insert(key.clone(), record(&kp, &key, 5));
         let replicas = members.replicas(local, &key, R);
+        let bucket = [bucket_of(&key)];
+        let removals = |actions: Vec<UpkeepAction>| -> Vec<String> {
+            actions
+                .into_iter()
+                .filter_map(|a| match a {
+                    UpkeepAction::Remove(k) => Some(k),
+                    _ => None,
+                })
+                .collect()
+        };
         let mut upkeep = Upkeep::default();
-        let sent = upkeep.round(&held, local, &members, config(), now());
+        upkeep.round(&held, local, &members, config(), now());
         assert_eq!(upkeep.extras(), 1);
-        for peer in &replicas {
-            assert!(sent
-                .iter()
-                .any(|a| matches!(a, UpkeepAction::Send { peer: p, .. } if p == peer)));
-        }
-        // All but the last confirm: nothing goes.
+        // All but the last hold it: nothing goes.
         for peer in &replicas[..R - 1] {
-            let actions = upkeep.on_mismatch(*peer, &[]);
-            assert!(!actions.iter().any(|a| matches!(a, UpkeepAction::Remove(_))), "{actions:?}");
+            for (id, named) in digests_to(&mut upkeep, *peer, &bucket) {
+                assert_eq!(named, vec![key.clone()]);
+                let done = upkeep.on_missing(*peer, id, vec![], &held, config());
+                assert!(removals(done).is_empty());
+            }
         }
-        // A mismatch in its bucket is no confirmation.
+        // The last lacks it: it is sent the record, and the copy stays.
         let last = replicas[R - 1];
-        let actions = upkeep.on_mismatch(last, &[bucket_of(&key)]);
-        assert!(!actions.iter().any(|a| matches!(a, UpkeepAction::Remove(_))), "{actions:?}");
-        // Next round, all confirm: it goes (and never a key we are a replica of).
+        for (id, _) in digests_to(&mut upkeep, last, &bucket) {
+            let done = upkeep.on_missing(last, id, vec![key.clone()], &held, config());
+            assert!(done.iter().any(|a| matches!(
+                a,
+                UpkeepAction::Send { request: Request::StoreMany { .. }, .. }
+            )));
+            assert!(removals(done).is_empty());
+        }
+        // Next round all of them hold it: it goes, once.
         upkeep.round(&held, local, &members, config(), now());
         let mut removed = Vec::new();
-        for peer in
-            members.replicas(local, &key, R).iter().chain(&members.replicas(local, &ours, R))
-        {
-            for a in upkeep.on_mismatch(*peer, &[]) {
-                if let UpkeepAction::Remove(k) = a {
-                    removed.push(k);
-                }
+        for peer in &replicas {
+            for (id, _) in digests_to(&mut upkeep, *peer, &bucket) {
+                removed.extend(removals(upkeep.on_missing(*peer, id, vec![], &held, config())));
             }
         }
         assert_eq!(removed, vec![key.clone()]);
-        // A write between the round and the confirmations keeps it.
+        // A write between the round and the answers keeps it.
         upkeep.round(&held, local, &members, config(), now());
+        let digests: Vec<_> =
+            replicas.iter().map(|p| (*p, digests_to(&mut upkeep, *p, &bucket))).collect();
         upkeep.wrote(&key, Some(Hlc::new(5, 0)), Some(Hlc::new(6, 0)), local, &members, R);
-        for peer in &replicas {
-            assert!(upkeep.on_mismatch(*peer, &[]).is_empty());
+        for (peer, sent) in digests {
+            for (id, _) in sent {
+                assert!(removals(upkeep.on_missing(peer, id, vec![], &held, config())).is_empty());
+            }
         }
     }
 

@@ -89,8 +89,8 @@ enum Outbound {
     Op { op: OpId, kind: Kind },
     /// A read repair or hand-off: nobody waits for it.
     Repair { key: String },
-    /// An upkeep digest: its answer says which records to push.
-    Digest,
+    /// An upkeep digest (its id): its answer says which records to push.
+    Digest(u64),
     /// An upkeep summary: its answer says which buckets to send digests for.
     Summary,
     /// A members exchange: its answer joins the members table.

@@ -70,12 +70,9 @@ impl EventLoop {
     }
 
     /// The answer to one of our digests: the keys `peer` lacks.
-    pub(super) fn on_missing(&mut self, peer: PeerId, keys: Vec<String>) {
-        if keys.is_empty() {
-            return;
-        }
+    pub(super) fn on_missing(&mut self, peer: PeerId, id: u64, keys: Vec<String>) {
         let config = self.upkeep_config();
-        let actions = self.upkeep.on_missing(peer, keys, &self.store, config);
+        let actions = self.upkeep.on_missing(peer, id, keys, &self.store, config);
         self.carry_out(actions);
     }
 
@@ -92,6 +89,15 @@ impl EventLoop {
                     Ok(None) => {}
                     Err(e) => tracing::warn!(%key, "cannot remove: {e}"),
                 },
+                UpkeepAction::Digest { peer, id, request } => {
+                    if let Request::Digest { entries } = &request {
+                        report.digests += 1;
+                        report.entries += entries.len() as u64;
+                        report.digest_bytes += encode(&request).map_or(0, |b| b.len() as u64);
+                    }
+                    let sent = self.swarm.behaviour_mut().kv.send_request(&peer, request);
+                    self.requests.insert(sent, Outbound::Digest(id));
+                }
                 UpkeepAction::Send { peer, request } => {
                     let bytes = encode(&request).map_or(0, |b| b.len() as u64);
                     let outbound = match &request {
@@ -99,12 +105,6 @@ impl EventLoop {
                             report.summaries += 1;
                             report.digest_bytes += bytes;
                             Outbound::Summary
-                        }
-                        Request::Digest { entries } => {
-                            report.digests += 1;
-                            report.entries += entries.len() as u64;
-                            report.digest_bytes += bytes;
-                            Outbound::Digest
                         }
                         Request::StoreMany { records } => {
                             self.stats.records_pushed += records.len() as u64;

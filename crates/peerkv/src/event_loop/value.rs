@@ -149,8 +149,8 @@ impl EventLoop {
                 Response::Mismatch { buckets } => self.on_mismatch(peer, &buckets),
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a summary"),
             },
-            Some(Outbound::Digest) => match response {
-                Response::Missing { keys } => self.on_missing(peer, keys),
+            Some(Outbound::Digest(id)) => match response {
+                Response::Missing { keys } => self.on_missing(peer, id, keys),
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a digest"),
             },
             Some(Outbound::Exchange) => match response {
@@ -191,7 +191,7 @@ impl EventLoop {
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, "repair failed: {reason}");
             }
-            Some(Outbound::Digest) => tracing::debug!(%peer, "digest failed: {reason}"),
+            Some(Outbound::Digest(_)) => tracing::debug!(%peer, "digest failed: {reason}"),
             Some(Outbound::Summary) => tracing::debug!(%peer, "summary failed: {reason}"),
             Some(Outbound::Exchange) => tracing::debug!(%peer, "members exchange failed: {reason}"),
             Some(Outbound::Op { op, kind }) => self.feed(op, Input::Failed { peer, kind, reason }),
