@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Nothing here asserts a time or a size: the figures are printed. It asserts behaviour only:
-//! every honest get during each attack succeeds with the value written.
+//! every honest get during each attack succeeds with the value written. `PEERKV_VICTIM_ARGS`
+//! adds flags to the attacked peer's command line (say `--request-budget 33554432`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -55,11 +56,14 @@ fn p50(sorted: &[f64]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "figures by hand: cargo test --release -p peerkv-cli --test hostile -- --ignored --nocapture"]
 async fn attack_figures() {
+    let extra = std::env::var("PEERKV_VICTIM_ARGS").unwrap_or_default();
     let args: Vec<String> =
         ["--json", "--no-mdns", "--ephemeral", "--listen", "/ip4/127.0.0.1/tcp/0"]
             .iter()
             .map(|s| s.to_string())
+            .chain(extra.split_whitespace().map(str::to_owned))
             .collect();
+    println!("attacked peer: peerkv {}", args.join(" "));
     let mut victim = Peer::spawn(env!("CARGO_BIN_EXE_peerkv"), &args);
     let started = victim.json().await;
     let addr: peerkv::Multiaddr =
