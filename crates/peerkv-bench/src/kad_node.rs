@@ -21,6 +21,12 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
+/// The baseline's pings: libp2p-ping every 10 s, 5 s to answer (what peerkv used before its
+/// one-ended probes; the baseline's connections idle out, so they cost nothing when idle).
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`PING_INTERVAL`].
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 use crate::peer::{GetOut, LookupOut, Overlay, PutOut};
 use crate::quorum_read::{QuorumRead, ReadAnswer};
 
@@ -157,9 +163,7 @@ fn build(params: &KadParams) -> Result<Swarm<Baseline>, String> {
     let identify =
         identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), keypair.public()));
     let ping = ping::Behaviour::new(
-        ping::Config::new()
-            .with_interval(peerkv::behaviour::PING_INTERVAL)
-            .with_timeout(peerkv::behaviour::PING_TIMEOUT),
+        ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
     );
     let behaviour = Baseline { kad, identify, ping };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)

@@ -31,8 +31,8 @@ const SETTLE_STREAK: usize = 6;
 /// The one-hop views count as settled when they grew by fewer than N / 20 entries in all over
 /// this many polls (10 s: two rounds of the members exchange while views grow).
 const VIEW_POLLS: usize = 20;
-/// How long idle traffic is measured once settled: one ping interval.
-const BACKGROUND_WINDOW: Duration = peerkv::behaviour::PING_INTERVAL;
+/// How long idle traffic is measured once settled: one probe interval.
+const BACKGROUND_WINDOW: Duration = peerkv::alive::DEFAULT_INTERVAL;
 /// Candidates checked for "holds no copy" per key.
 const GETTER_TRIES: usize = 6;
 /// Longest wait for descriptors to drop below the high-water mark before going on anyway.

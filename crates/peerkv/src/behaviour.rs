@@ -7,7 +7,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     connection_limits, identify, identity::Keypair, kad, mdns, memory_connection_limits, noise,
-    ping, request_response, tcp, yamux, StreamProtocol, Swarm,
+    request_response, tcp, yamux, StreamProtocol, Swarm,
 };
 
 use crate::admission::ReadBudget;
@@ -21,14 +21,6 @@ use crate::protocol::{KvCodec, KV_PROTOCOL};
 /// routing table could not hold all 9 others whenever more than 8 fell in one bucket, and the
 /// LAN test that waits for every host to route every other failed in 4 of 9 runs.
 pub const KBUCKET_SIZE: std::num::NonZeroUsize = libp2p::kad::K_VALUE;
-/// How often a connected peer is pinged. Pings do not keep a connection open (libp2p-ping
-/// ignores its stream for keep-alive), so they only cost on connections something else keeps:
-/// 10 s finds a host cut off a LAN within about 30 s (two failures in a row) at a third of the
-/// idle traffic 3 s cost (libp2p's default is 15 s).
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-/// A ping unanswered this long fails; two failures in a row mark the peer gone (libp2p-ping
-/// reports the second): its connection is closed and it leaves the routing table.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new connection (TCP handshake, Noise, Yamux).
 pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,8 +56,8 @@ mod composed {
         pub kv: request_response::Behaviour<KvCodec>,
         /// Tells peers our listen addresses and protocols, and us theirs.
         pub identify: identify::Behaviour,
-        /// Liveness.
-        pub ping: ping::Behaviour,
+        /// Liveness: probes from the end that dialed ([`crate::alive`]).
+        pub alive: crate::alive::Behaviour,
         /// Keeps the connections to the members nearest to us open (warm connections).
         pub warm: crate::warm::Behaviour,
     }
@@ -153,9 +145,7 @@ pub fn build_swarm(
                 mdns: mdns.into(),
                 kv,
                 identify,
-                ping: ping::Behaviour::new(
-                    ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
-                ),
+                alive: crate::alive::Behaviour::new(config.probe_interval),
                 warm: crate::warm::Behaviour::default(),
             })
         })

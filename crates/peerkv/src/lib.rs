@@ -35,6 +35,7 @@
 //! ```
 
 pub mod admission;
+pub mod alive;
 pub mod behaviour;
 pub mod clock;
 pub mod command;

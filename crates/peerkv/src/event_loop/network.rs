@@ -3,7 +3,7 @@
 use libp2p::kad::{self, QueryResult};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
+use libp2p::{identify, mdns, Multiaddr, PeerId};
 
 use super::command::split_p2p;
 use super::{DialPurpose, EventLoop, Lookup, IDENTIFY_WAIT, KEEP_CONNECTED_MIN_IDLE};
@@ -22,7 +22,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kv(event)) => self.on_kv(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.on_ping(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Alive(event)) => self.on_alive(event),
             SwarmEvent::Behaviour(BehaviourEvent::Warm(never)) => match never {},
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::info!(%address, "listening");
@@ -246,6 +246,9 @@ impl EventLoop {
         };
         let kv = info.protocols.contains(&KV_PROTOCOL);
         self.kv_support.insert(peer_id, kv);
+        if info.protocols.contains(&crate::alive::PROTOCOL) {
+            self.swarm.behaviour_mut().alive.expect_probes(peer_id);
+        }
         if kv {
             let now = self.now().mono;
             self.members.seen(peer_id, &info.listen_addrs, now);
@@ -295,16 +298,15 @@ impl EventLoop {
 
     /// A peer that stops answering pings is gone: close the connection and drop it from the
     /// routing table, so `peers` stops listing it and lookups stop waiting for it.
-    fn on_ping(&mut self, event: ping::Event) {
+    fn on_alive(&mut self, event: crate::alive::Event) {
         match event.result {
             Ok(rtt) => {
-                tracing::trace!(peer = %event.peer, ?rtt, "ping");
+                tracing::trace!(peer = %event.peer, ?rtt, "probe answered");
                 let now = self.now().mono;
                 self.members.heard(&event.peer, now);
             }
-            Err(ping::Failure::Unsupported) => {}
-            Err(e) => {
-                tracing::info!(peer = %event.peer, "ping failed ({e}): dropping the peer");
+            Err(why) => {
+                tracing::info!(peer = %event.peer, "connection dead ({why}): dropping the peer");
                 self.swarm.close_connection(event.connection);
                 let routed = self.swarm.behaviour_mut().kad.remove_peer(&event.peer);
                 if routed.is_some() || self.members.contains(&event.peer) {

@@ -24,6 +24,9 @@ use super::AbortOnDrop;
 /// The longest an attacker's task runs, whatever happens to the test.
 pub const LIFETIME: Duration = Duration::from_secs(60);
 
+/// How long an attacker waits for one answer: a stalled request ends (as failed) after it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What an attacker writes on one stream: the first `len` bytes of `bytes`, then (with
 /// `stall`) nothing more, without closing the stream.
 #[derive(Debug, Clone)]
@@ -33,8 +36,19 @@ pub struct Raw {
     stall: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
+impl Raw {
+    /// `bytes`, all of them, then the stream's end.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Raw { len: bytes.len(), bytes: Arc::new(bytes), stall: false }
+    }
+}
+
+/// Writes [`Raw`] requests, reads whole answers; an inbound request is counted in `inbound`
+/// and refused (the stream is dropped unanswered).
+#[derive(Debug, Clone, Default)]
+pub struct RawCodec {
+    pub inbound: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl Codec for RawCodec {
     type Protocol = StreamProtocol;
@@ -45,6 +59,7 @@ impl Codec for RawCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
+        self.inbound.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(io::Error::other("an attacker serves nothing"))
     }
 
@@ -82,19 +97,24 @@ impl Codec for RawCodec {
     }
 }
 
-type Attacker = Swarm<request_response::Behaviour<RawCodec>>;
+pub type Attacker = Swarm<request_response::Behaviour<RawCodec>>;
 
 fn attacker() -> Attacker {
+    raw_swarm(KV_PROTOCOL, ProtocolSupport::Outbound, RawCodec::default())
+}
+
+/// A bare swarm that speaks `protocol` (as `support` says) with `codec`.
+pub fn raw_swarm(protocol: StreamProtocol, support: ProtocolSupport, codec: RawCodec) -> Attacker {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .expect("tcp")
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
-                RawCodec,
-                [(KV_PROTOCOL, ProtocolSupport::Outbound)],
+                codec,
+                [(protocol, support)],
                 request_response::Config::default()
-                    .with_request_timeout(LIFETIME)
+                    .with_request_timeout(REQUEST_TIMEOUT)
                     .with_max_concurrent_streams(1000),
             )
         })
