@@ -390,6 +390,10 @@ impl Node {
             max_value_size: 1 << 20,
             max_records: usize::MAX,
             max_store_bytes: usize::MAX,
+            guard: Some(replica::Guard {
+                local: self.id,
+                nearest: replica::guard_width(self.replication),
+            }),
         };
         let mut near = |key: &str, n: usize| replica::Near {
             peers: self.members.nearest_with_addrs(key, n),

@@ -3,8 +3,10 @@
 //!
 //! A record is taken only if it checks out (signature, ownership, size, expiry, clock skew) and
 //! fits the store's limits (a new key needs room for one more record and its bytes; a key held
-//! needs room for the difference; nothing held is ever dropped to make room). The merge keeps
-//! the greater by [`Record::precedence`]. The driver commits the writes before it sends the
+//! needs room for the difference; nothing held is ever dropped to make room). A record of a key
+//! not held, sent by another peer, is taken only when this peer is among the key's nearest by
+//! its own view ([`Guard`]): a peer cannot be filled with keys it has no reason to hold. The
+//! merge keeps the greater by [`Record::precedence`]. The driver commits the writes before it sends the
 //! response: a replica acknowledges only what is durable.
 
 use std::collections::HashMap;
@@ -42,17 +44,88 @@ pub struct Limits {
     pub max_records: usize,
     /// Most key and value bytes held.
     pub max_store_bytes: usize,
+    /// The pollution guard: how near to a new key this peer must be to take it from another
+    /// peer. `None`: no guard (every valid record that fits is taken).
+    pub guard: Option<Guard>,
 }
 
 impl Limits {
-    /// The limits of `config`.
+    /// The limits of `config`. The guard needs this peer's id: it is on when `config.keypair`
+    /// is set (`Node::spawn` sets it before it starts the event loop), with
+    /// [`guard_width`]`(config.replication)`.
     pub fn of(config: &crate::Config) -> Self {
         Self {
             max_value_size: config.max_value_size,
             max_records: config.max_records,
             max_store_bytes: config.max_store_bytes,
+            guard: config.keypair.as_ref().map(|k| Guard {
+                local: k.public().to_peer_id(),
+                nearest: guard_width(config.replication),
+            }),
         }
     }
+}
+
+/// The pollution guard: a record of a key this peer does not hold, sent by another peer, is
+/// taken only when this peer is among the `nearest` peers to the key it knows (itself
+/// included, by the XOR ranking of [`placement`](crate::placement)). Keys already held are
+/// always merged (updates, tombstones), and this peer's own operations are never refused.
+/// When this peer knows fewer than `nearest` others, every key passes: in an overlay that
+/// small every peer is near every key.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    /// This peer.
+    pub local: PeerId,
+    /// How many of the nearest this peer must be among: [`guard_width`] of R.
+    pub nearest: usize,
+}
+
+/// How near a replica must be to take a new key: the R + R nearest by its own view.
+///
+/// - R: the replicas a put writes and an upkeep round hands records to (the R nearest by the
+///   sender's view).
+/// - Another R for spares and views that differ. A put asks the next candidate in place of each
+///   replica that fails, a get widens its reach to the 2R nearest before it says "not found"
+///   and repairs the peers it reached, and the sender's view of the key's neighbourhood can
+///   miss peers that this peer knows (a newcomer the members exchange has not brought to it
+///   yet, a peer it has dropped as down). A Store from an honest sender is refused only when
+///   this peer knows R or more peers nearer to the key than the farthest peer the sender
+///   writes to, which takes a view far apart from the sender's (at R = 5, five of the ten
+///   nearest missing from it).
+///
+/// The margin costs little: the guard narrows the keys a stranger can place here to 2R/N of the
+/// key space (N peers), not to none — a writer that grinds keys finds one that lands near this
+/// peer in about N/2R tries. What one writer can make a peer hold is bounded by the per-writer
+/// quotas, not by the guard.
+pub fn guard_width(replication: usize) -> usize {
+    2 * replication.max(1)
+}
+
+/// `key` for a message: at most 64 characters (a key may be 1,024 bytes).
+fn shown(key: &str) -> String {
+    match key.char_indices().nth(64) {
+        Some((at, _)) => format!("{:?}…", &key[..at]),
+        None => format!("{key:?}"),
+    }
+}
+
+/// Why `guard` refuses a new `key` from another peer, if it does: `near` lists the peers this
+/// peer knows nearest to the key (itself not among them).
+fn far_from(key: &str, guard: &Guard, near: NearFn<'_>) -> Result<(), String> {
+    let known = near(key, guard.nearest).peers;
+    let ranked = crate::placement::rank(
+        key,
+        known.iter().map(|(peer, _)| *peer).chain(std::iter::once(guard.local)),
+    );
+    let nearer = ranked.iter().position(|p| *p == guard.local).unwrap_or(ranked.len());
+    if nearer < guard.nearest {
+        return Ok(());
+    }
+    Err(format!(
+        "not among the {} nearest to key {}: this peer knows {nearer} peers nearer to it (a replica takes a key it does not hold only when it is among the key's 2R nearest by its own view) — send it to the key's nearest peers",
+        guard.nearest,
+        shown(key),
+    ))
 }
 
 /// A request answered: the response, and the records to write before it is sent.
@@ -112,8 +185,8 @@ pub fn serve(
 ) -> Served {
     match request {
         Request::Store { record } => {
-            let mut plan = Plan::new(holdings);
-            match plan.take(record, limits, now) {
+            let mut plan = Plan::new(holdings, limits, remote);
+            match plan.take(record, near, now) {
                 Ok(version) => Served {
                     response: Response::Stored { version },
                     observed: plan.observed,
@@ -123,12 +196,12 @@ pub fn serve(
             }
         }
         Request::StoreMany { records } => {
-            let mut plan = Plan::new(holdings);
+            let mut plan = Plan::new(holdings, limits, remote);
             let mut stored = 0;
             let mut rejected = Vec::new();
             for record in records {
                 let key = record.key.clone();
-                match plan.take(record, limits, now) {
+                match plan.take(record, &mut *near, now) {
                     Ok(_) => stored += 1,
                     Err(reason) => rejected.push((key, reason)),
                 }
@@ -172,6 +245,9 @@ pub fn serve(
 /// The writes one request makes, with the store's counts as they will be after them.
 struct Plan<'a> {
     holdings: &'a dyn Holdings,
+    limits: Limits,
+    /// Whether another peer sent the request (the guard applies).
+    remote: bool,
     /// Records that win, by key (a later one of the same key replaces an earlier).
     planned: HashMap<String, Record>,
     order: Vec<String>,
@@ -181,9 +257,11 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    fn new(holdings: &'a dyn Holdings) -> Self {
+    fn new(holdings: &'a dyn Holdings, limits: Limits, remote: bool) -> Self {
         Self {
             holdings,
+            limits,
+            remote,
             planned: HashMap::new(),
             order: Vec::new(),
             count: holdings.count(),
@@ -193,7 +271,8 @@ impl<'a> Plan<'a> {
     }
 
     /// Checks and merges one record; returns the version held for its key afterwards.
-    fn take(&mut self, record: Record, limits: Limits, now: Now) -> Result<Hlc, String> {
+    fn take(&mut self, record: Record, near: NearFn<'_>, now: Now) -> Result<Hlc, String> {
+        let limits = self.limits;
         record.check(limits.max_value_size, now.wall_ms).map_err(|e| e.to_string())?;
         self.observed = self.observed.max(Some(record.version));
         let held = self.planned.get(&record.key).or_else(|| self.holdings.get(&record.key));
@@ -203,6 +282,11 @@ impl<'a> Plan<'a> {
             }
         }
         let before = held.map(held_size);
+        if before.is_none() && self.remote {
+            if let Some(guard) = &limits.guard {
+                far_from(&record.key, guard, near)?;
+            }
+        }
         if before.is_none() && self.count >= limits.max_records {
             return Err(format!(
                 "store full: {} records held (limit {}, --max-records); existing keys can still be updated",
@@ -230,5 +314,142 @@ impl<'a> Plan<'a> {
 
     fn into_writes(mut self) -> Vec<Record> {
         self.order.iter().filter_map(|k| self.planned.remove(k)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use libp2p::identity::Keypair;
+
+    use super::*;
+    use crate::placement::rank;
+
+    const MS: u64 = 1_700_000_000_000;
+
+    #[derive(Default)]
+    struct Mem(HashMap<String, Record>);
+
+    impl Holdings for Mem {
+        fn get(&self, key: &str) -> Option<&Record> {
+            self.0.get(key)
+        }
+        fn count(&self) -> usize {
+            self.0.len()
+        }
+        fn bytes(&self) -> usize {
+            self.0.values().map(held_size).sum()
+        }
+        fn for_each(&self, f: &mut dyn FnMut(&Record)) {
+            self.0.values().for_each(f);
+        }
+    }
+
+    fn now() -> Now {
+        Now { mono: Duration::ZERO, wall_ms: MS }
+    }
+
+    fn record(writer: &Keypair, key: &str, ms: u64) -> Record {
+        Record::sign(writer, key.into(), Some(b"v".to_vec()), Hlc::new(ms, 0), None).unwrap()
+    }
+
+    /// This peer, the others it knows, and its limits with the guard of R = 2 (width 4).
+    struct Replica {
+        local: PeerId,
+        others: Vec<PeerId>,
+        limits: Limits,
+        store: Mem,
+    }
+
+    impl Replica {
+        fn new(others: usize) -> Self {
+            let local = PeerId::random();
+            let guard = Some(Guard { local, nearest: guard_width(2) });
+            let limits =
+                Limits { max_value_size: 1024, max_records: 100, max_store_bytes: 1 << 20, guard };
+            Self {
+                local,
+                others: (0..others).map(|_| PeerId::random()).collect(),
+                limits,
+                store: Mem::default(),
+            }
+        }
+
+        /// This peer's place among all it knows for `key` (0 = nearest).
+        fn place(&self, key: &str) -> usize {
+            let all = rank(key, self.others.iter().copied().chain([self.local]));
+            all.iter().position(|p| *p == self.local).unwrap()
+        }
+
+        /// A key for which this peer's place satisfies `want`.
+        fn key(&self, want: impl Fn(usize) -> bool) -> String {
+            (0..10_000).map(|i| format!("key-{i}")).find(|k| want(self.place(k))).unwrap()
+        }
+
+        fn serve(&mut self, request: Request, remote: bool) -> Response {
+            let others = self.others.clone();
+            let mut near = |key: &str, n: usize| Near {
+                peers: rank(key, others.iter().copied())
+                    .into_iter()
+                    .take(n)
+                    .map(|p| (p, Vec::new()))
+                    .collect(),
+                down: Vec::new(),
+            };
+            let served = serve(request, remote, &self.store, &mut near, self.limits, now());
+            for w in served.writes {
+                self.store.0.insert(w.key.clone(), w);
+            }
+            served.response
+        }
+    }
+
+    #[test]
+    fn a_new_key_is_taken_only_near_it() {
+        let writer = Keypair::generate_ed25519();
+        let mut replica = Replica::new(30);
+        let near = replica.key(|at| at < 4);
+        let far = replica.key(|at| at >= 4);
+        let response = replica.serve(Request::Store { record: record(&writer, &near, MS) }, true);
+        assert!(matches!(response, Response::Stored { .. }), "{response:?}");
+        let response = replica.serve(Request::Store { record: record(&writer, &far, MS) }, true);
+        let Response::Rejected { reason } = response else { panic!("{response:?}") };
+        assert!(reason.starts_with(&format!("not among the 4 nearest to key {far:?}")), "{reason}");
+        assert!(replica.store.get(&far).is_none());
+
+        // This peer's own operations are never refused, and a key held is always merged.
+        let response = replica.serve(Request::Store { record: record(&writer, &far, MS) }, false);
+        assert!(matches!(response, Response::Stored { .. }), "{response:?}");
+        let tombstone =
+            Record::sign(&writer, far.clone(), None, Hlc::new(MS + 1, 0), None).unwrap();
+        let response = replica.serve(Request::Store { record: tombstone }, true);
+        assert!(matches!(response, Response::Stored { .. }), "{response:?}");
+        assert!(replica.store.get(&far).unwrap().value.is_none());
+    }
+
+    #[test]
+    fn a_batch_keeps_the_near_and_names_the_far() {
+        let writer = Keypair::generate_ed25519();
+        let mut replica = Replica::new(30);
+        let keys: Vec<String> = (0..200).map(|i| format!("batch-{i}")).collect();
+        let near = keys.iter().filter(|k| replica.place(k) < 4).count();
+        let records = keys.iter().map(|k| record(&writer, k, MS)).collect();
+        let response = replica.serve(Request::StoreMany { records }, true);
+        let Response::StoredMany { stored, rejected } = response else { panic!("{response:?}") };
+        assert_eq!((stored as usize, rejected.len()), (near, 200 - near));
+        assert!(near > 0 && near < 100, "{near} of 200 near with 4 of 31 peers");
+        assert!(rejected.iter().all(|(k, why)| replica.place(k) >= 4 && why.contains("not among")));
+        assert_eq!(replica.store.count(), near);
+    }
+
+    #[test]
+    fn in_a_small_overlay_every_peer_is_near() {
+        let writer = Keypair::generate_ed25519();
+        // 3 others + this peer = 4 = the guard's width: every key passes.
+        let mut replica = Replica::new(3);
+        let records = (0..50).map(|i| record(&writer, &format!("small-{i}"), MS)).collect();
+        let response = replica.serve(Request::StoreMany { records }, true);
+        assert!(matches!(response, Response::StoredMany { stored: 50, .. }), "{response:?}");
     }
 }
