@@ -78,6 +78,17 @@ pub struct Cli {
     #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_STORE_BYTES)]
     pub max_store_bytes: usize,
 
+    /// Most records of one writer (a record's signing key) this peer holds: past it, new keys
+    /// of that writer from other peers are refused (keys held are still updated). Default: a
+    /// quarter of --max-records.
+    #[arg(allow_negative_numbers = true, long, value_name = "N")]
+    pub max_records_per_writer: Option<usize>,
+
+    /// Most key and value bytes of one writer this peer holds, the same way. Default: a quarter
+    /// of --max-store-bytes.
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES")]
+    pub max_bytes_per_writer: Option<usize>,
+
     /// Where this peer keeps its identity, records and known peers (created if missing). Default:
     /// $XDG_DATA_HOME/peerkv or ~/.local/share/peerkv. A second peer on the same machine needs
     /// its own.
@@ -150,6 +161,8 @@ impl Cli {
             upkeep_interval: seconds("upkeep-interval", self.upkeep_interval)?,
             tombstone_ttl: seconds("tombstone-ttl", self.tombstone_ttl)?,
             max_store_bytes: self.max_store_bytes,
+            max_records_per_writer: self.max_records_per_writer,
+            max_bytes_per_writer: self.max_bytes_per_writer,
             keypair: None,
             psk,
             data_dir: if self.ephemeral {
@@ -195,6 +208,32 @@ mod tests {
         assert_eq!((c.replication, c.write_quorum, c.max_value_size), (3, Some(2), 100));
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.listen.len(), 1);
+    }
+
+    #[test]
+    fn per_writer_quotas_default_to_a_quarter_of_the_store() {
+        let c = Cli::try_parse_from(["peerkv", "--ephemeral", "--max-records", "1000"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!((c.records_per_writer(), c.bytes_per_writer()), (250, 1 << 28));
+        let c = Cli::try_parse_from([
+            "peerkv",
+            "--ephemeral",
+            "--max-records-per-writer",
+            "7",
+            "--max-bytes-per-writer",
+            "4096",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!((c.records_per_writer(), c.bytes_per_writer()), (7, 4096));
+        let e = Cli::try_parse_from(["peerkv", "--ephemeral", "--max-records-per-writer", "0"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert!(e.contains("--max-records-per-writer must be at least 1"), "{e}");
     }
 
     #[test]

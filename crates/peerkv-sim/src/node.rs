@@ -27,14 +27,17 @@ pub const BASE_WALL_MS: u64 = 1_800_000_000_000;
 pub struct Mem {
     records: BTreeMap<String, Record>,
     bytes: usize,
+    writers: replica::Writers,
 }
 
 impl Mem {
     /// Writes a record that won (the core decided it).
     pub fn write(&mut self, record: Record) {
         let size = replica::held_size(&record);
+        self.writers.add(&record);
         if let Some(old) = self.records.insert(record.key.clone(), record) {
             self.bytes -= replica::held_size(&old);
+            self.writers.remove(&old);
         }
         self.bytes += size;
     }
@@ -43,6 +46,7 @@ impl Mem {
     pub fn remove(&mut self, key: &str) {
         if let Some(old) = self.records.remove(key) {
             self.bytes -= replica::held_size(&old);
+            self.writers.remove(&old);
         }
     }
 }
@@ -59,6 +63,9 @@ impl Holdings for Mem {
     }
     fn for_each(&self, f: &mut dyn FnMut(&Record)) {
         self.records.values().for_each(f);
+    }
+    fn writer_usage(&self, writer: &[u8]) -> replica::Usage {
+        self.writers.usage(writer)
     }
 }
 
@@ -390,6 +397,8 @@ impl Node {
             max_value_size: 1 << 20,
             max_records: usize::MAX,
             max_store_bytes: usize::MAX,
+            max_records_per_writer: usize::MAX,
+            max_bytes_per_writer: usize::MAX,
             guard: Some(replica::Guard {
                 local: self.id,
                 nearest: replica::guard_width(self.replication),

@@ -81,6 +81,13 @@ pub struct Config {
     pub max_records: usize,
     /// Most key and value bytes this peer holds. Default: 1 GiB.
     pub max_store_bytes: usize,
+    /// Most records of one writer (a record's signing key) this peer holds: past it, new keys
+    /// of that writer from other peers are refused (keys held are still updated). Default:
+    /// `None`, a quarter of `max_records` ([`Config::records_per_writer`]).
+    pub max_records_per_writer: Option<usize>,
+    /// Most key and value bytes of one writer this peer holds, the same way. Default: `None`,
+    /// a quarter of `max_store_bytes` ([`Config::bytes_per_writer`]).
+    pub max_bytes_per_writer: Option<usize>,
     /// How often every record is re-offered to its current closest peers (digests first).
     /// Default: 60 s. A round also runs 2 s after the routing table changes.
     pub upkeep_interval: Duration,
@@ -123,6 +130,8 @@ impl std::fmt::Debug for Config {
             .field("upkeep_interval", &self.upkeep_interval)
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("max_store_bytes", &self.max_store_bytes)
+            .field("max_records_per_writer", &self.max_records_per_writer)
+            .field("max_bytes_per_writer", &self.max_bytes_per_writer)
             .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
             .field("data_dir", &self.data_dir)
             // The key itself never reaches a log: its fingerprint tells keys apart.
@@ -150,6 +159,8 @@ impl Default for Config {
             upkeep_interval: DEFAULT_UPKEEP_INTERVAL,
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+            max_records_per_writer: None,
+            max_bytes_per_writer: None,
             keypair: None,
             data_dir: None,
             psk: None,
@@ -269,6 +280,19 @@ impl Config {
         }
     }
 
+    /// The most records of one writer held: `max_records_per_writer`, else a quarter of
+    /// `max_records` (at least 1): a share no single writer of a normal overlay reaches, which
+    /// still keeps one writer from taking the whole store.
+    pub fn records_per_writer(&self) -> usize {
+        self.max_records_per_writer.unwrap_or((self.max_records / 4).max(1))
+    }
+
+    /// The most key and value bytes of one writer held: `max_bytes_per_writer`, else a quarter
+    /// of `max_store_bytes` (at least 1).
+    pub fn bytes_per_writer(&self) -> usize {
+        self.max_bytes_per_writer.unwrap_or((self.max_store_bytes / 4).max(1))
+    }
+
     /// Checks that the fields hold together.
     ///
     /// # Errors
@@ -336,6 +360,12 @@ impl Config {
                 "--mdns-interval must be between 1 and {} s",
                 MAX_INTERVAL.as_secs()
             ));
+        }
+        if self.max_records_per_writer == Some(0) {
+            return bad("--max-records-per-writer must be at least 1".into());
+        }
+        if self.max_bytes_per_writer == Some(0) {
+            return bad("--max-bytes-per-writer must be at least 1".into());
         }
         if !self.kad_protocol.starts_with('/') {
             return bad(format!("--kad-protocol {:?} must start with '/'", self.kad_protocol));

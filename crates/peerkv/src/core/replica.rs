@@ -28,11 +28,54 @@ pub trait Holdings {
     fn bytes(&self) -> usize;
     /// Calls `f` with every record held (upkeep's rounds and summaries).
     fn for_each(&self, f: &mut dyn FnMut(&Record));
+    /// What the records of `writer` (its protobuf public key, [`Record::writer`]) take here:
+    /// the per-writer quotas count against it. A store keeps it in a [`Writers`] tally.
+    fn writer_usage(&self, writer: &[u8]) -> Usage;
 }
 
 /// The bytes a record takes against `--max-store-bytes`: its key and value.
 pub fn held_size(record: &Record) -> usize {
     record.key.len() + record.value_len()
+}
+
+/// Records and bytes ([`held_size`]) held for one writer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Records (tombstones included).
+    pub records: usize,
+    /// Key and value bytes.
+    pub bytes: usize,
+}
+
+/// A tally of what each writer's records take in a store, kept up to date as records are
+/// inserted, replaced and removed (a replaced record leaves its writer's tally and the new one
+/// joins its own). One entry per writer that holds anything (~100 bytes each).
+#[derive(Debug, Clone, Default)]
+pub struct Writers(HashMap<Vec<u8>, Usage>);
+
+impl Writers {
+    /// `record` is held now.
+    pub fn add(&mut self, record: &Record) {
+        let usage = self.0.entry(record.writer.clone()).or_default();
+        usage.records += 1;
+        usage.bytes += held_size(record);
+    }
+
+    /// `record` is held no more (removed, or replaced by another).
+    pub fn remove(&mut self, record: &Record) {
+        if let Some(usage) = self.0.get_mut(&record.writer) {
+            usage.records = usage.records.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(held_size(record));
+            if usage.records == 0 {
+                self.0.remove(&record.writer);
+            }
+        }
+    }
+
+    /// What `writer`'s records take.
+    pub fn usage(&self, writer: &[u8]) -> Usage {
+        self.0.get(writer).copied().unwrap_or_default()
+    }
 }
 
 /// What a replica accepts.
@@ -44,6 +87,10 @@ pub struct Limits {
     pub max_records: usize,
     /// Most key and value bytes held.
     pub max_store_bytes: usize,
+    /// Most records of one writer held, counted when another peer sends a new key of it.
+    pub max_records_per_writer: usize,
+    /// Most key and value bytes of one writer held, counted the same way.
+    pub max_bytes_per_writer: usize,
     /// The pollution guard: how near to a new key this peer must be to take it from another
     /// peer. `None`: no guard (every valid record that fits is taken).
     pub guard: Option<Guard>,
@@ -58,6 +105,8 @@ impl Limits {
             max_value_size: config.max_value_size,
             max_records: config.max_records,
             max_store_bytes: config.max_store_bytes,
+            max_records_per_writer: config.records_per_writer(),
+            max_bytes_per_writer: config.bytes_per_writer(),
             guard: config.keypair.as_ref().map(|k| Guard {
                 local: k.public().to_peer_id(),
                 nearest: guard_width(config.replication),
@@ -122,7 +171,7 @@ fn far_from(key: &str, guard: &Guard, near: NearFn<'_>) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "not among the {} nearest to key {}: this peer knows {nearer} peers nearer to it (a replica takes a key it does not hold only when it is among the key's 2R nearest by its own view) — send it to the key's nearest peers",
+        "not among the {} nearest to key {} ({nearer} peers known nearer): a replica takes a new key only among the key's 2R nearest",
         guard.nearest,
         shown(key),
     ))
@@ -253,6 +302,8 @@ struct Plan<'a> {
     order: Vec<String>,
     count: usize,
     bytes: usize,
+    /// What the writers met so far take after the planned writes.
+    writers: HashMap<Vec<u8>, Usage>,
     observed: Option<Hlc>,
 }
 
@@ -266,6 +317,7 @@ impl<'a> Plan<'a> {
             order: Vec::new(),
             count: holdings.count(),
             bytes: holdings.bytes(),
+            writers: HashMap::new(),
             observed: None,
         }
     }
@@ -281,11 +333,14 @@ impl<'a> Plan<'a> {
                 return Ok(held.version);
             }
         }
-        let before = held.map(held_size);
+        // The record it replaces: its writer and size.
+        let replaced = held.map(|h| (h.writer.clone(), held_size(h)));
+        let before = replaced.as_ref().map(|(_, size)| *size);
         if before.is_none() && self.remote {
             if let Some(guard) = &limits.guard {
                 far_from(&record.key, guard, near)?;
             }
+            self.within_quota(&record)?;
         }
         if before.is_none() && self.count >= limits.max_records {
             return Err(format!(
@@ -300,6 +355,14 @@ impl<'a> Plan<'a> {
                 limits.max_store_bytes
             ));
         }
+        if let Some((writer, size)) = replaced {
+            let usage = self.usage(&writer);
+            usage.records = usage.records.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(size);
+        }
+        let usage = self.usage(&record.writer);
+        usage.records += 1;
+        usage.bytes += held_size(&record);
         if before.is_none() {
             self.count += 1;
         }
@@ -310,6 +373,32 @@ impl<'a> Plan<'a> {
         }
         self.planned.insert(record.key.clone(), record);
         Ok(version)
+    }
+
+    /// What `writer`'s records take after the planned writes.
+    fn usage(&mut self, writer: &[u8]) -> &mut Usage {
+        let holdings = self.holdings;
+        self.writers.entry(writer.to_vec()).or_insert_with(|| holdings.writer_usage(writer))
+    }
+
+    /// Why a new key of `record`'s writer does not fit the per-writer quotas, if it does not.
+    fn within_quota(&mut self, record: &Record) -> Result<(), String> {
+        let limits = self.limits;
+        let usage = *self.usage(&record.writer);
+        if usage.records >= limits.max_records_per_writer {
+            return Err(format!(
+                "writer quota: {} records of this writer held (limit {}, --max-records-per-writer); keys already held can still be updated",
+                usage.records, limits.max_records_per_writer
+            ));
+        }
+        let after = usage.bytes + held_size(record);
+        if after > limits.max_bytes_per_writer {
+            return Err(format!(
+                "writer quota: {after} bytes of this writer would be held (limit {}, --max-bytes-per-writer); keys already held can still be updated",
+                limits.max_bytes_per_writer
+            ));
+        }
+        Ok(())
     }
 
     fn into_writes(mut self) -> Vec<Record> {
@@ -344,6 +433,13 @@ mod tests {
         fn for_each(&self, f: &mut dyn FnMut(&Record)) {
             self.0.values().for_each(f);
         }
+        fn writer_usage(&self, writer: &[u8]) -> Usage {
+            let mine = self.0.values().filter(|r| r.writer == writer);
+            mine.fold(Usage::default(), |u, r| Usage {
+                records: u.records + 1,
+                bytes: u.bytes + held_size(r),
+            })
+        }
     }
 
     fn now() -> Now {
@@ -366,8 +462,14 @@ mod tests {
         fn new(others: usize) -> Self {
             let local = PeerId::random();
             let guard = Some(Guard { local, nearest: guard_width(2) });
-            let limits =
-                Limits { max_value_size: 1024, max_records: 100, max_store_bytes: 1 << 20, guard };
+            let limits = Limits {
+                max_value_size: 1024,
+                max_records: 100_000,
+                max_store_bytes: 1 << 30,
+                max_records_per_writer: usize::MAX,
+                max_bytes_per_writer: usize::MAX,
+                guard,
+            };
             Self {
                 local,
                 others: (0..others).map(|_| PeerId::random()).collect(),
@@ -441,6 +543,106 @@ mod tests {
         assert!(near > 0 && near < 100, "{near} of 200 near with 4 of 31 peers");
         assert!(rejected.iter().all(|(k, why)| replica.place(k) >= 4 && why.contains("not among")));
         assert_eq!(replica.store.count(), near);
+    }
+
+    /// The figure, through the core: one writer sends 10,000 valid records in four
+    /// StoreMany batches of 2,500.
+    fn flood(replica: &mut Replica, writer: &Keypair, keys: &[String]) -> (usize, Vec<String>) {
+        let mut stored = 0;
+        let mut reasons = Vec::new();
+        for batch in keys.chunks(2_500) {
+            let records = batch.iter().map(|k| record(writer, k, MS)).collect();
+            match replica.serve(Request::StoreMany { records }, true) {
+                Response::StoredMany { stored: s, rejected } => {
+                    stored += s as usize;
+                    reasons.extend(rejected.into_iter().map(|(_, why)| why));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        (stored, reasons)
+    }
+
+    #[test]
+    fn one_writer_holds_at_most_its_quota() {
+        let (writer, honest) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        // Three others: every key is near (the guard lets everything through).
+        let mut replica = Replica::new(3);
+        replica.limits.max_records_per_writer = 1_000;
+        let keys: Vec<String> = (0..10_000).map(|i| format!("flood-{i}")).collect();
+        let (stored, reasons) = flood(&mut replica, &writer, &keys);
+        assert_eq!((stored, reasons.len()), (1_000, 9_000));
+        assert!(reasons.iter().all(|r| r.starts_with(
+            "writer quota: 1000 records of this writer held (limit 1000, --max-records-per-writer)"
+        )));
+        assert_eq!(replica.store.writer_usage(&writer.public().encode_protobuf()).records, 1_000);
+
+        // Keys held are still updated past the quota; another writer is not affected.
+        let held = replica.store.0.keys().next().unwrap().clone();
+        let update = record(&writer, &held, MS + 1);
+        let response = replica.serve(Request::Store { record: update }, true);
+        assert!(matches!(response, Response::Stored { .. }), "{response:?}");
+        let response = replica.serve(Request::Store { record: record(&honest, "other", MS) }, true);
+        assert!(matches!(response, Response::Stored { .. }), "{response:?}");
+        // This peer's own operations are not counted against a quota.
+        let own = record(&writer, "own", MS);
+        assert!(matches!(
+            replica.serve(Request::Store { record: own }, false),
+            Response::Stored { .. }
+        ));
+
+        // The byte quota: 1,000 bytes hold 90 records of 11 bytes (a 10-byte key, 1-byte value).
+        let mut replica = Replica::new(3);
+        replica.limits.max_bytes_per_writer = 1_000;
+        let keys: Vec<String> = (0..200).map(|i| format!("bytes-{i:04}")).collect();
+        let (stored, reasons) = flood(&mut replica, &writer, &keys);
+        assert_eq!(stored, 90);
+        assert!(reasons[0].contains("(limit 1000, --max-bytes-per-writer)"), "{}", reasons[0]);
+    }
+
+    #[test]
+    fn with_the_guard_no_far_key_is_taken() {
+        let writer = Keypair::generate_ed25519();
+        let mut replica = Replica::new(30);
+        replica.limits.max_records_per_writer = 1_000;
+        let far: Vec<String> = (0..100_000)
+            .map(|i| format!("far-{i}"))
+            .filter(|k| replica.place(k) >= 4)
+            .take(10_000)
+            .collect();
+        let (stored, reasons) = flood(&mut replica, &writer, &far);
+        assert_eq!((stored, reasons.len()), (0, 10_000));
+        assert!(reasons.iter().all(|r| r.starts_with("not among the 4 nearest")));
+        // Arbitrary keys: the near ones are taken up to the quota.
+        let any: Vec<String> = (0..10_000).map(|i| format!("any-{i}")).collect();
+        let near = any.iter().filter(|k| replica.place(k) < 4).count();
+        let (stored, _) = flood(&mut replica, &writer, &any);
+        assert_eq!(stored, near.min(1_000), "{near} of 10,000 near");
+    }
+
+    #[test]
+    fn the_store_tallies_each_writer() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let (ka, kb) = (a.public().encode_protobuf(), b.public().encode_protobuf());
+        let mut store = crate::store::Store::new();
+        store.put_merge(record(&a, "k1", MS)).unwrap();
+        store.put_merge(record(&a, "k2", MS)).unwrap();
+        assert_eq!(store.writer_usage(&ka), Usage { records: 2, bytes: 6 });
+        // b's newer record of k1 moves it from a's tally to b's; an older one changes nothing.
+        store.put_merge(record(&b, "k1", MS + 1)).unwrap();
+        store.put_merge(record(&a, "k1", MS)).unwrap();
+        assert_eq!(store.writer_usage(&ka), Usage { records: 1, bytes: 3 });
+        assert_eq!(store.writer_usage(&kb), Usage { records: 1, bytes: 3 });
+        store.remove("k2").unwrap();
+        assert_eq!(store.writer_usage(&ka), Usage::default());
+        // Reopened from disk, the tally is rebuilt.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let mut store = crate::store::Store::open(&path).unwrap();
+        store.put_merge(record(&a, "k1", MS)).unwrap();
+        drop(store);
+        let store = crate::store::Store::open(&path).unwrap();
+        assert_eq!(store.writer_usage(&ka), Usage { records: 1, bytes: 3 });
     }
 
     #[test]
