@@ -211,6 +211,8 @@ pub struct Node {
     pub share_offset: usize,
     /// R.
     pub replication: usize,
+    /// Records its pollution guard refused (see `Report::guard_refusals`).
+    pub guard_refusals: u64,
 }
 
 impl Node {
@@ -237,6 +239,7 @@ impl Node {
             rtts: Rtts::default(),
             share_offset: 0,
             replication: 5,
+            guard_refusals: 0,
         }
     }
 
@@ -409,6 +412,14 @@ impl Node {
             down: self.suspects.near(key, n),
         };
         let served = replica::serve(request, from != self.id, &self.store, &mut near, limits, now);
+        let guarded = |reason: &str| reason.starts_with("not among");
+        self.guard_refusals += match &served.response {
+            Response::Rejected { reason } => u64::from(guarded(reason)),
+            Response::StoredMany { rejected, .. } => {
+                rejected.iter().filter(|(_, reason)| guarded(reason)).count() as u64
+            }
+            _ => 0,
+        };
         for w in served.writes {
             self.store.write(w);
         }
