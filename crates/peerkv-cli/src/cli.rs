@@ -79,6 +79,17 @@ pub struct Cli {
     #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_STORE_BYTES)]
     pub max_store_bytes: usize,
 
+    /// Most records of one writer (a record's signing key) this peer holds: past it, new keys
+    /// of that writer from other peers are refused (keys held are still updated). Default: a
+    /// quarter of --max-records.
+    #[arg(allow_negative_numbers = true, long, value_name = "N")]
+    pub max_records_per_writer: Option<usize>,
+
+    /// Most key and value bytes of one writer this peer holds, the same way. Default: a quarter
+    /// of --max-store-bytes.
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES")]
+    pub max_bytes_per_writer: Option<usize>,
+
     /// Where this peer keeps its identity, records and known peers (created if missing). Default:
     /// $XDG_DATA_HOME/peerkv or ~/.local/share/peerkv. A second peer on the same machine needs
     /// its own.
@@ -88,6 +99,13 @@ pub struct Cli {
     /// Keep everything in memory: a new peer id at every start, nothing survives a restart.
     #[arg(long)]
     pub ephemeral: bool,
+
+    /// Join a private swarm: only peers with the same key file can connect (libp2p-pnet). The
+    /// file is kubo's swarm.key format: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits, one a
+    /// line. QUIC cannot carry the key, so the peer then speaks TCP only: it listens on
+    /// /ip4/0.0.0.0/tcp/0 by default, and QUIC --listen or --bootstrap addresses are refused.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Option<std::path::PathBuf>,
 
     /// Seconds between replica upkeep rounds (every record re-offered to its closest peers).
     #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = config::DEFAULT_UPKEEP_INTERVAL.as_secs_f64())]
@@ -192,8 +210,14 @@ impl Cli {
     /// # Errors
     /// A flag out of range, in words for the user.
     pub fn config(&self) -> Result<Config, String> {
+        let psk = match &self.psk {
+            Some(path) => Some(config::read_psk(path).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let config = Config {
-            listen: if self.listen.is_empty() {
+            listen: if self.listen.is_empty() && psk.is_some() {
+                config::default_listen_tcp()
+            } else if self.listen.is_empty() {
                 config::default_listen()
             } else {
                 self.listen.clone()
@@ -213,7 +237,10 @@ impl Cli {
             upkeep_interval: seconds("upkeep-interval", self.upkeep_interval)?,
             tombstone_ttl: seconds("tombstone-ttl", self.tombstone_ttl)?,
             max_store_bytes: self.max_store_bytes,
+            max_records_per_writer: self.max_records_per_writer,
+            max_bytes_per_writer: self.max_bytes_per_writer,
             keypair: None,
+            psk,
             data_dir: if self.ephemeral {
                 None
             } else {
@@ -262,6 +289,32 @@ mod tests {
     }
 
     #[test]
+    fn per_writer_quotas_default_to_a_quarter_of_the_store() {
+        let c = Cli::try_parse_from(["peerkv", "--ephemeral", "--max-records", "1000"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!((c.records_per_writer(), c.bytes_per_writer()), (250, 1 << 28));
+        let c = Cli::try_parse_from([
+            "peerkv",
+            "--ephemeral",
+            "--max-records-per-writer",
+            "7",
+            "--max-bytes-per-writer",
+            "4096",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!((c.records_per_writer(), c.bytes_per_writer()), (7, 4096));
+        let e = Cli::try_parse_from(["peerkv", "--ephemeral", "--max-records-per-writer", "0"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert!(e.contains("--max-records-per-writer must be at least 1"), "{e}");
+    }
+
+    #[test]
     fn defaults_listen_on_tcp_and_quic_with_mdns_on() {
         let c = Cli::try_parse_from(["peerkv"]).unwrap().config().unwrap();
         assert!(c.mdns);
@@ -274,6 +327,42 @@ mod tests {
         assert!(cli.config().unwrap_err().contains("--read-quorum"));
         let cli = Cli::try_parse_from(["peerkv", "--timeout=-1"]).unwrap();
         assert!(cli.config().is_err());
+    }
+
+    #[test]
+    fn a_key_file_makes_a_private_tcp_only_swarm() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("swarm.key");
+        std::fs::write(
+            &key,
+            "/key/swarm/psk/1.0.0/\n/base16/\n00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        )
+        .unwrap();
+        let path = key.to_str().unwrap();
+        let c = Cli::try_parse_from(["peerkv", "--ephemeral", "--psk", path])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert!(c.psk.is_some());
+        assert_eq!(c.listen, config::default_listen_tcp());
+        let e = Cli::try_parse_from([
+            "peerkv",
+            "--ephemeral",
+            "--psk",
+            path,
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ])
+        .unwrap()
+        .config()
+        .unwrap_err();
+        assert!(e.contains("QUIC cannot carry a pre-shared key"), "{e}");
+        std::fs::write(&key, "not a key").unwrap();
+        let e = Cli::try_parse_from(["peerkv", "--ephemeral", "--psk", path])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert!(e.contains(&format!("--psk {path}: not a swarm key")), "{e}");
     }
 
     #[test]

@@ -246,6 +246,10 @@ fn render_human(result: &Result<Outcome, String>, now_ms: u64) -> Printed {
                 count(i.bytes as u64, "byte", "bytes"),
                 i.replication
             ));
+            out.push(match &i.psk_fingerprint {
+                Some(fp) => format!("private swarm (--psk, key fingerprint {fp}): TCP only"),
+                None => "open swarm (no --psk)".to_owned(),
+            });
             out.join("\n")
         }
         Outcome::Keys(keys) => keys_lines(keys, now_ms),

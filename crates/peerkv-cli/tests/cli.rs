@@ -208,6 +208,28 @@ async fn start_failures_exit_2() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(v["error"].as_str().unwrap().contains("--timeout -1"), "{v}");
 
+    // A key file that is not a swarm key: the file is named, nothing panics.
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = key_dir.path().join("swarm.key");
+    std::fs::write(&key, "/key/swarm/psk/1.0.0/\n/base16/\nnot hex\n").unwrap();
+    let key = key.display().to_string();
+    let run = once(&["--psk", &key], b"").await;
+    assert_eq!(run.code, Some(2), "{}", run.errors());
+    let says = format!("--psk {key}: the key must be 64 hex digits (32 bytes), found 7 characters");
+    assert!(
+        run.errors().starts_with("error: ") && run.errors().contains(&says),
+        "{}",
+        run.errors()
+    );
+    // `info` says whether the swarm is private.
+    std::fs::write(&key, format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", "ab".repeat(32)))
+        .unwrap();
+    let run = once(&["--psk", &key], b"info\n").await;
+    assert_eq!(run.code, Some(0), "{}", run.errors());
+    assert!(run.out().contains("private swarm (--psk, key fingerprint "), "{}", run.out());
+    let run = once(&[], b"info\n").await;
+    assert!(run.out().contains("open swarm (no --psk)"), "{}", run.out());
+
     // A port in use, and a data directory in use.
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().display().to_string();

@@ -27,14 +27,17 @@ pub const BASE_WALL_MS: u64 = 1_800_000_000_000;
 pub struct Mem {
     records: BTreeMap<String, Record>,
     bytes: usize,
+    writers: replica::Writers,
 }
 
 impl Mem {
     /// Writes a record that won (the core decided it).
     pub fn write(&mut self, record: Record) {
         let size = replica::held_size(&record);
+        self.writers.add(&record);
         if let Some(old) = self.records.insert(record.key.clone(), record) {
             self.bytes -= replica::held_size(&old);
+            self.writers.remove(&old);
         }
         self.bytes += size;
     }
@@ -43,6 +46,7 @@ impl Mem {
     pub fn remove(&mut self, key: &str) {
         if let Some(old) = self.records.remove(key) {
             self.bytes -= replica::held_size(&old);
+            self.writers.remove(&old);
         }
     }
 }
@@ -59,6 +63,9 @@ impl Holdings for Mem {
     }
     fn for_each(&self, f: &mut dyn FnMut(&Record)) {
         self.records.values().for_each(f);
+    }
+    fn writer_usage(&self, writer: &[u8]) -> replica::Usage {
+        self.writers.usage(writer)
     }
 }
 
@@ -204,6 +211,8 @@ pub struct Node {
     pub share_offset: usize,
     /// R.
     pub replication: usize,
+    /// Records its pollution guard refused (see `Report::guard_refusals`).
+    pub guard_refusals: u64,
 }
 
 impl Node {
@@ -230,6 +239,7 @@ impl Node {
             rtts: Rtts::default(),
             share_offset: 0,
             replication: 5,
+            guard_refusals: 0,
         }
     }
 
@@ -381,12 +391,26 @@ impl Node {
             max_value_size: 1 << 20,
             max_records: usize::MAX,
             max_store_bytes: usize::MAX,
+            max_records_per_writer: usize::MAX,
+            max_bytes_per_writer: usize::MAX,
+            guard: Some(replica::Guard {
+                local: self.id,
+                nearest: replica::guard_width(self.replication),
+            }),
         };
         let mut near = |key: &str, n: usize| replica::Near {
             peers: self.members.nearest_with_addrs(key, n),
             down: self.suspects.near(key, n),
         };
         let served = replica::serve(request, from != self.id, &self.store, &mut near, limits, now);
+        let guarded = |reason: &str| reason.starts_with("not among");
+        self.guard_refusals += match &served.response {
+            Response::Rejected { reason } => u64::from(guarded(reason)),
+            Response::StoredMany { rejected, .. } => {
+                rejected.iter().filter(|(_, reason)| guarded(reason)).count() as u64
+            }
+            _ => 0,
+        };
         for w in served.writes {
             let old = self.store.get(&w.key).map(|r| r.version);
             self.upkeep.wrote(

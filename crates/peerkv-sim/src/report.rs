@@ -120,6 +120,10 @@ pub struct Report {
     pub members_min: usize,
     /// Crashes injected.
     pub crashes: u64,
+    /// Records the replicas' pollution guard refused (a new key from a peer that is not
+    /// among the key's 2R nearest by the replica's view): every sender here is honest, so each
+    /// is a write, repair or hand-off the guard turned away.
+    pub guard_refusals: u64,
     /// Events processed.
     pub events: u64,
     /// What the checker saw.
@@ -267,6 +271,7 @@ impl Collector {
             members_mean: members.iter().sum::<usize>() as f64 / members.len().max(1) as f64,
             members_min: members.iter().copied().min().unwrap_or(0),
             crashes: self.crashes,
+            guard_refusals: 0,
             events,
             history,
             errors: self.errors.clone(),
@@ -369,11 +374,12 @@ impl Report {
                 self.reads_back_in_time, self.tombstones_resurrected
             ),
             format!(
-                "overlap {:.3}{}; {} crashes; {} upkeep rounds; {} messages, {:.1} MB",
+                "overlap {:.3}{}; {} crashes; {} upkeep rounds; {} messages, {:.1} MB; {} records refused by the pollution guard",
                 self.overlap,
                 self.overlap_recovery_s
                     .map_or(String::new(), |s| format!(", back to 1 within {s:.1} s after churn")),
-                self.crashes, self.upkeep_rounds, self.messages, self.bytes as f64 / 1e6
+                self.crashes, self.upkeep_rounds, self.messages, self.bytes as f64 / 1e6,
+                self.guard_refusals
             ),
         ]
         .join("\n")

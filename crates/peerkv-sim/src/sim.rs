@@ -153,7 +153,9 @@ pub fn run(cfg: &SimConfig) -> Report {
     let verdict = sim.history.check();
     let members: Vec<usize> =
         sim.nodes.iter().filter(|n| n.alive).map(|n| n.members.len()).collect();
-    sim.collect.report(cfg, verdict, sim.events, &members, wall.elapsed())
+    let mut report = sim.collect.report(cfg, verdict, sim.events, &members, wall.elapsed());
+    report.guard_refusals = sim.nodes.iter().map(|n| n.guard_refusals).sum();
+    report
 }
 
 impl Sim {

@@ -2,12 +2,16 @@
 
 use std::time::Duration;
 
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, Transport};
+use libp2p::core::upgrade::Version;
 use libp2p::kad::store::MemoryStore;
+use libp2p::pnet::PnetConfig;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     connection_limits, identify, identity::Keypair, kad, mdns, memory_connection_limits, noise,
-    request_response, tcp, yamux, StreamProtocol, Swarm,
+    quic, request_response, tcp, yamux, PeerId, StreamProtocol, Swarm,
 };
 
 use crate::admission::ReadBudget;
@@ -63,8 +67,53 @@ mod composed {
     }
 }
 
-/// Builds the swarm for `config` with identity `keypair`: TCP (Noise, Yamux) and QUIC. The
-/// value protocol reads requests within `budget` (the event loop reads its counters).
+/// The transports: TCP (Noise, Yamux) and QUIC; with a pre-shared key (`--psk`) TCP alone,
+/// each connection encrypted with the key (libp2p-pnet) before Noise. QUIC has its own
+/// encryption (TLS 1.3 inside the QUIC handshake) with no place for a pre-shared key, so a
+/// private swarm cannot use it: a QUIC listener would let in anyone who knows the protocol.
+///
+/// A peer with another key (or none) completes the pnet nonce exchange (it carries no proof
+/// of the key), and then the two sides read each other's bytes as noise: the dial fails in the
+/// protocol negotiation that follows (see [`PSK_MISMATCH_HINT`]).
+fn transport(
+    config: &Config,
+    key: &Keypair,
+) -> std::result::Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>>
+{
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let noise = noise::Config::new(key)?;
+    // As libp2p's SwarmBuilder::with_tcp does: lazy multistream-select (the proposal goes
+    // out with the first message), Noise, Yamux.
+    let upgrade = Version::V1Lazy;
+    Ok(match config.psk {
+        None => {
+            let tcp = tcp
+                .upgrade(upgrade)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+            let quic = quic::tokio::Transport::new(quic::Config::new(key))
+                .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+            tcp.or_transport(quic).map(|either, _| either.into_inner()).boxed()
+        }
+        Some(psk) => tcp
+            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .upgrade(upgrade)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    })
+}
+
+/// Added to a dial error in a private swarm when the connection failed where a different key
+/// makes it fail (see [`transport`]).
+pub const PSK_MISMATCH_HINT: &str =
+    "the handshake failed after the connection opened: the peer likely uses another --psk key, or none";
+
+/// Builds the swarm for `config` with identity `keypair`: TCP (Noise, Yamux) and QUIC, or TCP
+/// alone under a pre-shared key ([`transport`]). The value protocol reads requests within
+/// `budget` (the event loop reads its counters).
 ///
 /// # Errors
 /// [`Error::Swarm`] when a transport or mDNS cannot start, [`Error::Config`] for a bad
@@ -79,9 +128,8 @@ pub fn build_swarm(
         .map_err(|e| Error::Config(format!("--kad-protocol {:?}: {e}", config.kad_protocol)))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| Error::Swarm(format!("tcp: {e}")))?
-        .with_quic()
+        .with_other_transport(|key| transport(config, key))
+        .map_err(|e| Error::Swarm(format!("transport: {e}")))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(kad_protocol);

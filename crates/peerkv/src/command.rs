@@ -185,6 +185,9 @@ pub struct NodeInfo {
     /// Kademlia requests this peer's lookups sent since the start (a join is one lookup of our
     /// own id: at most one request per peer of the overlay).
     pub kad_requests: u64,
+    /// In a private swarm (`--psk`), the key's fingerprint (libp2p-pnet's, the same as
+    /// go-libp2p's: peers whose fingerprints differ cannot connect); `None` in an open swarm.
+    pub psk_fingerprint: Option<String>,
 }
 
 /// A record held locally, as `keys` lists it.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use libp2p::pnet::PreSharedKey;
 use libp2p::Multiaddr;
 
 use crate::admission::Admission;
@@ -81,6 +82,13 @@ pub struct Config {
     pub max_records: usize,
     /// Most key and value bytes this peer holds. Default: 1 GiB.
     pub max_store_bytes: usize,
+    /// Most records of one writer (a record's signing key) this peer holds: past it, new keys
+    /// of that writer from other peers are refused (keys held are still updated). Default:
+    /// `None`, a quarter of `max_records` ([`Config::records_per_writer`]).
+    pub max_records_per_writer: Option<usize>,
+    /// Most key and value bytes of one writer this peer holds, the same way. Default: `None`,
+    /// a quarter of `max_store_bytes` ([`Config::bytes_per_writer`]).
+    pub max_bytes_per_writer: Option<usize>,
     /// How often every record is re-offered to its current closest peers (digests first).
     /// Default: 60 s. A round also runs 2 s after the routing table changes.
     pub upkeep_interval: Duration,
@@ -103,6 +111,12 @@ pub struct Config {
     /// A host cut off is noticed within about 1.5 times this by the ends that dialed it, and
     /// 2.5 times by the others.
     pub probe_interval: Duration,
+    /// The key of a private swarm (`--psk FILE`, read with [`read_psk`]): every TCP connection
+    /// is encrypted with it (libp2p-pnet) under Noise, and only peers with the same key can
+    /// connect. QUIC cannot carry it, so with a key the peer speaks TCP only and
+    /// [`Config::validate`] refuses QUIC listen and bootstrap addresses. Default: `None`, an
+    /// open swarm.
+    pub psk: Option<PreSharedKey>,
 }
 
 impl std::fmt::Debug for Config {
@@ -124,10 +138,14 @@ impl std::fmt::Debug for Config {
             .field("upkeep_interval", &self.upkeep_interval)
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("max_store_bytes", &self.max_store_bytes)
+            .field("max_records_per_writer", &self.max_records_per_writer)
+            .field("max_bytes_per_writer", &self.max_bytes_per_writer)
             .field("keypair", &self.keypair.as_ref().map(|k| k.public().to_peer_id()))
             .field("data_dir", &self.data_dir)
             .field("admission", &self.admission)
             .field("probe_interval", &self.probe_interval)
+            // The key itself never reaches a log: its fingerprint tells keys apart.
+            .field("psk", &self.psk.map(|k| k.fingerprint().to_string()))
             .finish()
     }
 }
@@ -151,10 +169,13 @@ impl Default for Config {
             upkeep_interval: DEFAULT_UPKEEP_INTERVAL,
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+            max_records_per_writer: None,
+            max_bytes_per_writer: None,
             keypair: None,
             data_dir: None,
             admission: Admission::default(),
             probe_interval: crate::alive::DEFAULT_INTERVAL,
+            psk: None,
         }
     }
 }
@@ -165,6 +186,77 @@ pub fn default_listen() -> Vec<Multiaddr> {
         .iter()
         .filter_map(|a| a.parse().ok())
         .collect()
+}
+
+/// [`default_listen`] without QUIC: a private swarm's (`--psk`) listen addresses.
+pub fn default_listen_tcp() -> Vec<Multiaddr> {
+    default_listen().into_iter().filter(|a| !is_quic(a)).collect()
+}
+
+/// Whether `addr` is a QUIC address (`/quic` or `/quic-v1`), which a private swarm cannot use.
+pub fn is_quic(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().any(|p| matches!(p, Protocol::Quic | Protocol::QuicV1))
+}
+
+/// Why a private swarm (`--psk`) cannot use `addr`, in words for the user.
+pub const QUIC_UNDER_PSK: &str =
+    "QUIC cannot carry a pre-shared key: with --psk peerkv speaks TCP only — give a /tcp address";
+
+/// Reads a private swarm's key from the file at `path`, in the format of kubo's `swarm.key`:
+///
+/// ```text
+/// /key/swarm/psk/1.0.0/
+/// /base16/
+/// <64 hex digits>
+/// ```
+///
+/// # Errors
+/// [`Error::Config`] naming `--psk` and the file: it does not read, or its text is not a key
+/// ([`parse_psk`] says why).
+pub fn read_psk(path: &std::path::Path) -> Result<PreSharedKey> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!("--psk {}: cannot read the key file: {e}", path.display()))
+    })?;
+    parse_psk(&text).map_err(|why| Error::Config(format!("--psk {}: {why}", path.display())))
+}
+
+/// Parses the text of a `swarm.key` file (see [`read_psk`]). Line ends may be `\n` or `\r\n`,
+/// and lines after the key are ignored, as kubo does.
+///
+/// # Errors
+/// What is wrong with the text, in words for the user.
+pub fn parse_psk(text: &str) -> std::result::Result<PreSharedKey, String> {
+    const FORMAT: &str = "a swarm key is three lines: /key/swarm/psk/1.0.0/, /base16/, then 64 hex digits (the format of kubo's swarm.key)";
+    let lines: Vec<&str> = text.lines().map(str::trim).take(3).collect();
+    let [kind, encoding, key] = lines.as_slice() else {
+        return Err(format!("not a swarm key: {FORMAT}"));
+    };
+    if *kind != "/key/swarm/psk/1.0.0/" {
+        return Err(format!(
+            "not a swarm key: the first line is not /key/swarm/psk/1.0.0/; {FORMAT}"
+        ));
+    }
+    if *encoding != "/base16/" {
+        return Err(format!(
+            "unsupported key encoding {encoding:?}: only /base16/ is supported; {FORMAT}"
+        ));
+    }
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the key must be 64 hex digits (32 bytes), found {} characters{}",
+            key.chars().count(),
+            if key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                ""
+            } else {
+                " that are not all hex digits"
+            }
+        ));
+    }
+    // libp2p's own parser (the same format) turns the checked text into the key.
+    format!("{kind}\n{encoding}\n{key}\n")
+        .parse::<PreSharedKey>()
+        .map_err(|e| format!("not a swarm key: {e:?}"))
 }
 
 /// Why peerkv cannot use `addr`, if it cannot: addresses that name a host (`/dns`, `/dns4`,
@@ -200,6 +292,19 @@ impl Config {
         }
     }
 
+    /// The most records of one writer held: `max_records_per_writer`, else a quarter of
+    /// `max_records` (at least 1): a share no single writer of a normal overlay reaches, which
+    /// still keeps one writer from taking the whole store.
+    pub fn records_per_writer(&self) -> usize {
+        self.max_records_per_writer.unwrap_or((self.max_records / 4).max(1))
+    }
+
+    /// The most key and value bytes of one writer held: `max_bytes_per_writer`, else a quarter
+    /// of `max_store_bytes` (at least 1).
+    pub fn bytes_per_writer(&self) -> usize {
+        self.max_bytes_per_writer.unwrap_or((self.max_store_bytes / 4).max(1))
+    }
+
     /// Checks that the fields hold together.
     ///
     /// # Errors
@@ -212,6 +317,9 @@ impl Config {
         for addr in self.listen.iter().chain(&self.bootstrap) {
             if let Err(why) = check_multiaddr(addr) {
                 return bad(format!("{addr}: {why}"));
+            }
+            if self.psk.is_some() && is_quic(addr) {
+                return bad(format!("{addr}: {QUIC_UNDER_PSK}"));
             }
         }
         if self.replication == 0 || self.replication > MAX_REPLICATION {
@@ -271,6 +379,12 @@ impl Config {
                 MAX_INTERVAL.as_secs()
             ));
         }
+        if self.max_records_per_writer == Some(0) {
+            return bad("--max-records-per-writer must be at least 1".into());
+        }
+        if self.max_bytes_per_writer == Some(0) {
+            return bad("--max-bytes-per-writer must be at least 1".into());
+        }
         if !self.kad_protocol.starts_with('/') {
             return bad(format!("--kad-protocol {:?} must start with '/'", self.kad_protocol));
         }
@@ -305,5 +419,60 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("--timeout"));
         let c = Config { replication: 21, ..Config::local() };
         assert!(c.validate().is_err());
+    }
+
+    const KEY: &str = "/key/swarm/psk/1.0.0/\n/base16/\n0123456789abcdef0123456789abcdef0123456789ABCDEF0123456789abcdef\n";
+
+    #[test]
+    fn a_kubo_swarm_key_parses() {
+        let key = parse_psk(KEY).unwrap();
+        // The same key written back by libp2p (lower-case hex) parses to the same key.
+        assert_eq!(parse_psk(&key.to_key_file()).unwrap(), key);
+        // Windows line ends, and no newline at the end, are fine too.
+        assert_eq!(parse_psk(&KEY.replace('\n', "\r\n")).unwrap(), key);
+        assert_eq!(parse_psk(KEY.trim_end()).unwrap(), key);
+    }
+
+    #[test]
+    fn a_malformed_swarm_key_is_refused_in_words() {
+        for (text, says) in [
+            ("", "three lines"),
+            ("/key/swarm/psk/1.0.0/\n/base16/\n", "three lines"),
+            ("hello\n/base16/\n00\n", "first line"),
+            ("/key/swarm/psk/1.0.0/\n/base64/\nAAAA\n", "only /base16/"),
+            ("/key/swarm/psk/1.0.0/\n/base16/\n0123\n", "64 hex digits (32 bytes), found 4"),
+            (&KEY.replace("0123", "01zz"), "not all hex digits"),
+            (&KEY.replace("0123", "01é3"), "not all hex digits"),
+        ] {
+            let e = parse_psk(text).unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swarm.key");
+        std::fs::write(&path, "garbage").unwrap();
+        let e = read_psk(&path).unwrap_err().to_string();
+        assert!(e.contains("--psk") && e.contains("swarm.key") && e.contains("three lines"), "{e}");
+        let e = read_psk(&dir.path().join("missing")).unwrap_err().to_string();
+        assert!(e.contains("--psk") && e.contains("missing") && e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn a_private_swarm_refuses_quic_addresses() {
+        let psk = Some(parse_psk(KEY).unwrap());
+        let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap();
+        let c = Config { listen: vec![quic.clone()], psk, ..Config::local() };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("QUIC cannot carry a pre-shared key"));
+        let c = Config { bootstrap: vec![quic.clone()], psk, ..Config::local() };
+        assert!(c.validate().is_err());
+        // Not without a key; and the default listen addresses are QUIC-free under a key.
+        Config { listen: vec![quic], ..Config::local() }.validate().unwrap();
+        assert!(Config::default().validate().is_ok());
+        let c = Config { psk, ..Config::default() };
+        assert!(c.validate().is_err(), "the default listen addresses include QUIC");
+        Config { psk, listen: default_listen_tcp(), ..Config::default() }.validate().unwrap();
     }
 }

@@ -91,8 +91,11 @@ impl Node {
             listeners.push(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
+        // The loop's config carries the identity in use (the data directory's, or a new one):
+        // the replica's pollution guard ranks this peer by it (`replica::Limits::of`).
+        let loop_config = Config { keypair: Some(keypair.clone()), ..config.clone() };
         let event_loop =
-            EventLoop::new(swarm, keypair, config.clone(), rx, listeners, store, known.clone())
+            EventLoop::new(swarm, keypair, loop_config, rx, listeners, store, known.clone())
                 .with_budget(budget);
         let task = tokio::spawn(event_loop.run());
         let node = Node {

@@ -15,6 +15,7 @@ use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
 };
 
+use crate::core::replica::{Usage, Writers};
 use crate::protocol::{decode, encode};
 use crate::record::Record;
 
@@ -71,6 +72,8 @@ pub struct Store {
     records: BTreeMap<String, Record>,
     /// Sum of key and value bytes held, for limits and `info`.
     bytes: usize,
+    /// What each writer's records take, for the per-writer quotas.
+    writers: Writers,
     /// Where changes are made durable; `None` for an in-memory store.
     db: Option<Database>,
 }
@@ -154,6 +157,7 @@ impl Store {
                 let record: Record = decode(value.value())
                     .map_err(|e| StoreError::Corrupt(format!("record {:?}: {e}", key.value())))?;
                 store.bytes += size(&record);
+                store.writers.add(&record);
                 store.records.insert(record.key.clone(), record);
             }
             // The peers and addresses saved are read later, and rewritten, from the event loop:
@@ -224,11 +228,14 @@ impl Store {
         match self.records.entry(record.key.clone()) {
             Entry::Vacant(slot) => {
                 self.bytes += new_size;
+                self.writers.add(&record);
                 Ok((outcome, slot.insert(record)))
             }
             Entry::Occupied(mut slot) => {
                 if outcome == Merged::Replaced {
                     self.bytes = self.bytes - size(slot.get()) + new_size;
+                    self.writers.remove(slot.get());
+                    self.writers.add(&record);
                     slot.insert(record);
                 }
                 Ok((outcome, slot.into_mut()))
@@ -263,6 +270,7 @@ impl Store {
         let removed = self.records.remove(key);
         if let Some(r) = &removed {
             self.bytes -= size(r);
+            self.writers.remove(r);
         }
         Ok(removed)
     }
@@ -290,6 +298,11 @@ impl Store {
     /// Key and value bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// What the records of `writer` (a protobuf public key) take here.
+    pub fn writer_usage(&self, writer: &[u8]) -> Usage {
+        self.writers.usage(writer)
     }
 
     /// Replaces the saved list of peers last known.

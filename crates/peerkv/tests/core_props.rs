@@ -47,6 +47,11 @@ impl Holdings for Mem {
     fn for_each(&self, f: &mut dyn FnMut(&Record)) {
         self.0.values().for_each(f);
     }
+    fn writer_usage(&self, writer: &[u8]) -> replica::Usage {
+        let mut tally = replica::Writers::default();
+        self.0.values().filter(|r| r.writer == writer).for_each(|r| tally.add(r));
+        tally.usage(writer)
+    }
 }
 
 fn keypair(i: u8) -> Keypair {
@@ -58,8 +63,16 @@ fn record(writer: &Keypair, ms: u64, value: &str) -> Record {
         .unwrap()
 }
 
-fn limits() -> Limits {
-    Limits { max_value_size: 1 << 20, max_records: 1000, max_store_bytes: 1 << 30 }
+fn limits(local: PeerId, r: usize) -> Limits {
+    let guard = Some(replica::Guard { local, nearest: replica::guard_width(r) });
+    Limits {
+        max_value_size: 1 << 20,
+        max_records: 1000,
+        max_store_bytes: 1 << 30,
+        max_records_per_writer: 1000,
+        max_bytes_per_writer: 1 << 30,
+        guard,
+    }
 }
 
 fn op_config(r: usize, w: Option<usize>, q: Option<usize>) -> OpConfig {
@@ -128,7 +141,8 @@ impl World {
             }
         };
         let store = self.stores.get(&peer).cloned().unwrap_or_default();
-        let served = replica::serve(request, peer != self.ids[0], &store, &mut near, limits(), now);
+        let served =
+            replica::serve(request, peer != self.ids[0], &store, &mut near, limits(peer, r), now);
         let store = self.stores.entry(peer).or_default();
         for w in served.writes {
             store.0.insert(w.key.clone(), w);

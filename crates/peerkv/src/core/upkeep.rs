@@ -373,6 +373,9 @@ mod tests {
         fn for_each(&self, f: &mut dyn FnMut(&Record)) {
             self.0.values().for_each(f);
         }
+        fn writer_usage(&self, _: &[u8]) -> crate::core::replica::Usage {
+            crate::core::replica::Usage::default()
+        }
     }
 
     const R: usize = 3;

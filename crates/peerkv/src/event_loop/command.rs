@@ -138,7 +138,7 @@ impl EventLoop {
             let _ = reply.send(Err(Error::Busy(self.pending())));
             return;
         }
-        if let Err(reason) = crate::config::check_multiaddr(&addr) {
+        if let Err(reason) = self.check_dial_addr(&addr) {
             let _ = reply.send(Err(Error::Unreachable { addr, reason }));
             return;
         }
@@ -169,7 +169,7 @@ impl EventLoop {
             let _ = reply.send(Err(Error::Busy(self.pending())));
             return;
         }
-        if let Err(reason) = crate::config::check_multiaddr(&addr) {
+        if let Err(reason) = self.check_dial_addr(&addr) {
             let _ = reply.send(Err(Error::Unreachable { addr, reason }));
             return;
         }
@@ -182,6 +182,15 @@ impl EventLoop {
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
         self.dial_for(opts, addr, DialPurpose::Dial(reply));
+    }
+
+    /// Why this peer cannot dial `addr`: a host name, or QUIC in a private swarm.
+    fn check_dial_addr(&self, addr: &Multiaddr) -> std::result::Result<(), String> {
+        crate::config::check_multiaddr(addr)?;
+        if self.config.psk.is_some() && crate::config::is_quic(addr) {
+            return Err(crate::config::QUIC_UNDER_PSK.into());
+        }
+        Ok(())
     }
 
     fn dial_for(&mut self, opts: DialOpts, addr: Multiaddr, purpose: DialPurpose) {
@@ -259,6 +268,7 @@ impl EventLoop {
             bytes: self.store.bytes(),
             replication: self.config.replication,
             pending_ops: self.ops.len(),
+            psk_fingerprint: self.config.psk.map(|k| k.fingerprint().to_string()),
         }
     }
 }

@@ -97,8 +97,8 @@ impl EventLoop {
                     }
                 }
                 if let Some(dial) = self.dials.remove(&connection_id) {
-                    let err =
-                        Error::Unreachable { addr: dial.addr, reason: dial_error_text(&error) };
+                    let reason = psk_hint(dial_error_text(&error), self.config.psk.is_some());
+                    let err = Error::Unreachable { addr: dial.addr, reason };
                     dial.purpose.fail(err);
                 }
             }
@@ -454,6 +454,29 @@ pub(super) fn dial_error_text(error: &DialError) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         other => crate::error::chain(other),
+    }
+}
+
+/// `reason` (a dial error's text) with a hint when the connection failed in a handshake, the
+/// way it fails between peers with different pre-shared keys: libp2p-pnet's nonce exchange
+/// carries no proof of the key, so neither side can tell a wrong key from other garbage. A
+/// peer with a key sees its nonce exchange reset (`Handshake error`, libp2p-pnet) or the Noise
+/// handshake that follows fail (`Handshake failed`, libp2p-core); a peer without one sees the
+/// Noise handshake fail.
+/// When the garbage a wrong key makes reads as a long frame, the handshake waits for bytes that
+/// never come and the dial ends at the connection timeout instead (about one dial in three on
+/// 127.0.0.1): in a private swarm a timeout gets a softer hint.
+pub(super) fn psk_hint(reason: String, private: bool) -> String {
+    if private && reason.contains("Timeout has been reached") {
+        return format!("{reason} — the peer is silent or slow, or uses another --psk key (a handshake with another key can hang until the timeout)");
+    }
+    if !reason.contains("Handshake failed") && !reason.contains("Handshake error") {
+        return reason;
+    }
+    if private {
+        format!("{reason} — {}", crate::behaviour::PSK_MISMATCH_HINT)
+    } else {
+        format!("{reason} — the handshake failed after the connection opened: if the peer runs a private swarm, start this one with the same --psk key")
     }
 }
 

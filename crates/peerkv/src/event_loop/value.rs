@@ -33,6 +33,10 @@ impl Holdings for Store {
     fn for_each(&self, f: &mut dyn FnMut(&Record)) {
         self.iter().for_each(f);
     }
+
+    fn writer_usage(&self, writer: &[u8]) -> replica::Usage {
+        Store::writer_usage(self, writer)
+    }
 }
 
 impl EventLoop {
