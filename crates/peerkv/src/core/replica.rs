@@ -33,6 +33,26 @@ pub trait Holdings {
     fn writer_usage(&self, writer: &[u8]) -> Usage;
 }
 
+/// Refusals of a StoreMany whose reason is given in full; the others get the reason's first
+/// [`SHORT_REASON`] bytes. Each record of the request carries a signature (64 bytes) and a
+/// writer key that its refusal does not, so with short reasons the answer is never larger than
+/// the request, and it fits the codec's limit whatever the batch.
+pub const FULL_REASONS: usize = 32;
+/// See [`FULL_REASONS`].
+pub const SHORT_REASON: usize = 40;
+
+fn shorten(mut reason: String) -> String {
+    if reason.len() > SHORT_REASON {
+        let mut end = SHORT_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
 /// The bytes a record takes against `--max-store-bytes`: its key and value.
 pub fn held_size(record: &Record) -> usize {
     record.key.len() + record.value_len()
@@ -252,7 +272,11 @@ pub fn serve(
                 let key = record.key.clone();
                 match plan.take(record, &mut *near, now) {
                     Ok(_) => stored += 1,
-                    Err(reason) => rejected.push((key, reason)),
+                    Err(reason) => {
+                        let reason =
+                            if rejected.len() < FULL_REASONS { reason } else { shorten(reason) };
+                        rejected.push((key, reason));
+                    }
                 }
             }
             Served {
@@ -547,6 +571,29 @@ mod tests {
         assert_eq!(replica.store.count(), near);
     }
 
+    /// A batch of tiny records that are all refused gets an answer no larger than the batch
+    /// (it must fit the codec's limit, which the batch met): after the first reasons, each
+    /// refusal's reason is cut short.
+    #[test]
+    fn a_refused_batch_is_answered_in_fewer_bytes_than_it_took() {
+        let writer = Keypair::generate_ed25519();
+        let mut replica = Replica::new(30);
+        let keys: Vec<String> = (0..5_000)
+            .map(|i| format!("k{i}"))
+            .filter(|k| replica.place(k) >= 4)
+            .take(3_000)
+            .collect();
+        let records = keys.iter().map(|k| record(&writer, k, MS)).collect();
+        let request = Request::StoreMany { records };
+        let sent = crate::protocol::encode(&request).unwrap().len();
+        let response = replica.serve(request, true);
+        let answer = crate::protocol::encode(&response).unwrap().len();
+        let Response::StoredMany { stored: 0, rejected } = response else { panic!("{response:?}") };
+        assert_eq!(rejected.len(), 3_000);
+        assert!(rejected[..FULL_REASONS].iter().all(|(_, why)| why.len() > SHORT_REASON));
+        assert!(answer < sent, "answer {answer} bytes for a batch of {sent}");
+    }
+
     /// The figure, through the core: one writer sends 10,000 valid records in four
     /// StoreMany batches of 2,500.
     fn flood(replica: &mut Replica, writer: &Keypair, keys: &[String]) -> (usize, Vec<String>) {
@@ -574,9 +621,11 @@ mod tests {
         let keys: Vec<String> = (0..10_000).map(|i| format!("flood-{i}")).collect();
         let (stored, reasons) = flood(&mut replica, &writer, &keys);
         assert_eq!((stored, reasons.len()), (1_000, 9_000));
-        assert!(reasons.iter().all(|r| r.starts_with(
+        // The first reasons in full, the rest cut short (see FULL_REASONS).
+        assert!(reasons.iter().take(FULL_REASONS).all(|r| r.starts_with(
             "writer quota: 1000 records of this writer held (limit 1000, --max-records-per-writer)"
         )));
+        assert!(reasons.iter().all(|r| r.starts_with("writer quota: 1000 records")));
         assert_eq!(replica.store.writer_usage(&writer.public().encode_protobuf()).records, 1_000);
 
         // Keys held are still updated past the quota; another writer is not affected.
