@@ -271,7 +271,7 @@ impl Peer {
                 Ok(Overlay {
                     routing_table: info.routing_table,
                     members: info.members,
-                    connected: info.connected_peers,
+                    connected: info.connections,
                     opened: info.connections_opened,
                     lookups: info.lookups_running,
                 })

@@ -120,7 +120,8 @@ pub struct Cli {
     pub mdns_interval: f64,
 
     /// Seconds between two liveness probes of a connection, sent by the end that dialed it; a
-    /// host cut off is noticed within about 1.5 times this by those, 2.5 times by the others.
+    /// host cut off is noticed within this plus 11 s by those, 1.5 times this plus 5 s by the
+    /// others.
     #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value_t = peerkv::alive::DEFAULT_INTERVAL.as_secs_f64())]
     pub probe_interval: f64,
 

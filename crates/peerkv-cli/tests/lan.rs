@@ -20,6 +20,11 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Longest wait for discovery, a notice or a heal.
 const SETTLE: Duration = Duration::from_secs(60);
 
+/// Longest wait, from the cut, for every other host to drop a host cut off: its liveness probes
+/// (`peerkv::alive`, every 30 s) notice it within 41 s from the ends that dialed it and 50 s
+/// from the others; the rest is margin for a loaded machine.
+const CUT_NOTICE: Duration = Duration::from_secs(90);
+
 fn script() -> String {
     format!("{}/../../scripts/lan.sh", env!("CARGO_MANIFEST_DIR"))
 }
@@ -224,7 +229,7 @@ async fn a_cut_host_is_noticed_and_comes_back_after_the_heal() {
         put["elapsed_ms"], put["acked"], missing["elapsed_ms"]
     );
     let cut_id = ids[2].clone();
-    let deadline = Instant::now() + SETTLE;
+    let deadline = cut_at + CUT_NOTICE;
     let mut noticed = false;
     while Instant::now() < deadline {
         let mut all = true;
@@ -246,7 +251,7 @@ async fn a_cut_host_is_noticed_and_comes_back_after_the_heal() {
             }
         }
     }
-    assert!(noticed, "the cut host is still listed by some peer after {SETTLE:?}");
+    assert!(noticed, "the cut host is still listed by some peer {CUT_NOTICE:?} after the cut");
     println!(
         "cut host dropped from every peers list {:.1} s after the cut",
         cut_at.elapsed().as_secs_f64()

@@ -162,6 +162,8 @@ pub struct NodeInfo {
     pub listen_addrs: Vec<Multiaddr>,
     /// Open connections' peers.
     pub connected_peers: usize,
+    /// Open connections (more than `connected_peers` when two peers dialed each other at once).
+    pub connections: usize,
     /// Peers in the routing table.
     pub routing_table: usize,
     /// Peers known to speak the value protocol.
@@ -243,6 +245,8 @@ pub struct Stats {
     /// Requests of puts and gets sent a second time because their connection closed before
     /// the answer came.
     pub requests_resent: u64,
+    /// Liveness probes this peer sent that were answered ([`crate::alive`]).
+    pub probes_answered: u64,
     /// What admission control held and refused ([`crate::admission`]).
     pub admission: crate::admission::AdmissionStats,
 }

@@ -107,9 +107,9 @@ pub struct Config {
     /// What other peers may make this one hold and do: connections, streams, bytes of requests
     /// being read, request rates ([`crate::admission`] has the defaults and flags).
     pub admission: Admission,
-    /// How often the end that dialed a connection probes it ([`crate::alive`]). Default: 20 s.
-    /// A host cut off is noticed within about 1.5 times this by the ends that dialed it, and
-    /// 2.5 times by the others.
+    /// How often the end that dialed a connection probes it ([`crate::alive`]). Default: 30 s.
+    /// A host cut off is noticed within this plus 11 s by the ends that dialed it, and 1.5
+    /// times this plus 5 s by the others.
     pub probe_interval: Duration,
     /// The key of a private swarm (`--psk FILE`, read with [`read_psk`]): every TCP connection
     /// is encrypted with it (libp2p-pnet) under Noise, and only peers with the same key can

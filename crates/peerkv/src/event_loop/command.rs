@@ -258,6 +258,7 @@ impl EventLoop {
             peer_id: self.local_peer_id(),
             listen_addrs: self.dialable_listen_addrs(),
             connected_peers: self.swarm.connected_peers().count(),
+            connections: self.swarm.network_info().connection_counters().num_established() as usize,
             connections_opened: self.connections_opened,
             lookups_running: self.swarm.behaviour().kad.iter_queries().count(),
             kad_requests: self.kad_requests,

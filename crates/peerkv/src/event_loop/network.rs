@@ -302,6 +302,7 @@ impl EventLoop {
         match event.result {
             Ok(rtt) => {
                 tracing::trace!(peer = %event.peer, ?rtt, "probe answered");
+                self.stats.probes_answered += 1;
                 let now = self.now().mono;
                 self.members.heard(&event.peer, now);
             }
