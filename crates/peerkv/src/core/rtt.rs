@@ -66,6 +66,16 @@ impl Rtts {
         }
     }
 
+    /// A liveness probe to `peer` came back after `rtt`: its estimate, when no answer of an
+    /// operation gave one yet. The percentiles are left alone (a probe's round trip has no
+    /// request to serve in it: it would make the hedge fire early).
+    pub fn seed(&mut self, peer: PeerId, rtt: Duration) {
+        if self.peers.len() >= PEERS_CAP && !self.peers.contains_key(&peer) {
+            return;
+        }
+        self.peers.entry(peer).or_insert(rtt.as_micros() as f64);
+    }
+
     /// `peer`'s smoothed round trip, if it ever answered.
     pub fn estimate(&self, peer: &PeerId) -> Option<Duration> {
         self.peers.get(peer).map(|us| Duration::from_micros(*us as u64))
@@ -114,6 +124,22 @@ mod tests {
         }
         assert!(r.estimate(&a).unwrap() > MS * 35, "a slower peer is seen as slower");
         assert_eq!(r.estimate(&PeerId::random()), None);
+    }
+
+    #[test]
+    fn a_probe_seeds_an_estimate_but_never_the_hedge() {
+        let mut r = Rtts::default();
+        let p = PeerId::random();
+        for _ in 0..100 {
+            r.seed(p, MS / 10);
+        }
+        assert_eq!(r.estimate(&p), Some(MS / 10));
+        assert_eq!(r.hedge_after(), HEDGE_DEFAULT, "probes are not answers");
+        r.observe(p, MS * 2);
+        let answered = r.estimate(&p);
+        assert!(answered > Some(MS / 10), "answers move the estimate");
+        r.seed(p, MS / 10);
+        assert_eq!(r.estimate(&p), answered, "a probe does not overwrite an estimate");
     }
 
     #[test]

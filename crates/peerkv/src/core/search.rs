@@ -231,8 +231,10 @@ impl Search {
     }
 
     /// [`Search::next_to_ask`], and under a limit the fastest by `rtt` first (ties: nearest).
-    /// The limit holds back only when every one of them has an estimate: a peer never
-    /// measured may be the fastest, and guessing would cost a round trip.
+    /// The first requests are held to the limit only when at least as many peers as it lets
+    /// through have an estimate (liveness probes give one for most connected peers): the
+    /// fastest measured are asked, and the never measured wait with the rest for a hedge or a
+    /// failure. With fewer measured, everyone is asked at once.
     pub fn next_to_ask_ranked(
         &mut self,
         rtt: &dyn Fn(&PeerId) -> Option<std::time::Duration>,
@@ -252,19 +254,22 @@ impl Search {
             let (answered, found) = self.answered();
             // "Not found" needs every one of the nearest: nothing is held back then.
             let everyone = answered >= self.needed() && found == 0;
-            let measured = waiting.iter().all(|p| self.depth(p) >= 2 || rtt(p).is_some());
-            if !everyone && measured {
-                let busy = self.reach().filter(|(_, s)| **s == Reach::Asked).count()
-                    + self.window().filter(|(_, s)| matches!(s, Reach::Answered(_))).count();
-                let mut free = limit.saturating_sub(busy);
+            let busy = self.reach().filter(|(_, s)| **s == Reach::Asked).count()
+                + self.window().filter(|(_, s)| matches!(s, Reach::Answered(_))).count();
+            let mut free = limit.saturating_sub(busy);
+            let measured = waiting.iter().filter(|p| self.depth(p) < 2 && rtt(p).is_some()).count();
+            // Once the first requests are out, the limit holds (a hedge or a failure brings in
+            // one more, the never measured last).
+            if !everyone && (measured >= free || busy > 0) {
                 // Peers learnt from answers (depth 2 and more) displace the ones the view
                 // knew: they are asked at once. The view's own are asked fastest first.
                 let (learnt, known): (Vec<PeerId>, Vec<PeerId>) =
                     waiting.into_iter().partition(|p| self.depth(p) >= 2);
+                // The never measured go last.
                 let mut known: Vec<(std::time::Duration, usize, PeerId)> = known
                     .into_iter()
                     .enumerate()
-                    .map(|(i, p)| (rtt(&p).unwrap_or_default(), i, p))
+                    .map(|(i, p)| (rtt(&p).unwrap_or(std::time::Duration::MAX), i, p))
                     .collect();
                 known.sort_unstable();
                 waiting = learnt;
@@ -494,16 +499,27 @@ mod tests {
     }
 
     #[test]
-    fn a_limited_search_asks_everyone_when_one_was_never_measured() {
+    fn a_limited_search_asks_the_measured_first_and_everyone_when_too_few_are() {
         let all = placement::rank("k", peers(5));
-        let mut s = Search::new("k", 5, None, 32);
-        for p in &all {
-            s.offer(*p, 1);
-        }
-        s.limit_to(3);
-        let new = all[4];
-        let rtt = |p: &PeerId| (*p != new).then_some(std::time::Duration::from_millis(1));
-        assert_eq!(s.next_to_ask_ranked(&rtt).len(), 5);
+        let fresh = || {
+            let mut s = Search::new("k", 5, None, 32);
+            for p in &all {
+                s.offer(*p, 1);
+            }
+            s.limit_to(3);
+            s
+        };
+        // Three measured: those are asked, the two never measured wait for a hedge.
+        let rtt = |p: &PeerId| {
+            (*p != all[0] && *p != all[1]).then_some(std::time::Duration::from_millis(1))
+        };
+        let mut s = fresh();
+        assert_eq!(s.next_to_ask_ranked(&rtt), vec![all[2], all[3], all[4]]);
+        assert!(s.hedge());
+        assert_eq!(s.next_to_ask_ranked(&rtt).len(), 1);
+        // Two measured of a limit of three: everyone is asked.
+        let rtt = |p: &PeerId| (*p == all[3] || *p == all[4]).then_some(std::time::Duration::ZERO);
+        assert_eq!(fresh().next_to_ask_ranked(&rtt).len(), 5);
     }
 
     #[test]

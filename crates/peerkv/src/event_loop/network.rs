@@ -303,6 +303,7 @@ impl EventLoop {
             Ok(rtt) => {
                 tracing::trace!(peer = %event.peer, ?rtt, "probe answered");
                 self.stats.probes_answered += 1;
+                self.rtts.seed(event.peer, rtt);
                 let now = self.now().mono;
                 self.members.heard(&event.peer, now);
             }
