@@ -256,6 +256,10 @@ impl EventLoop {
             bytes: self.store.bytes(),
             replication: self.config.replication,
             pending_ops: self.ops.len(),
+            store_commits: self.store.commits(),
+            records_committed: self.store.records_committed(),
+            store_commits_failed: self.store.failed_commits(),
+            store_writes_queued: self.store.queued(),
         }
     }
 }

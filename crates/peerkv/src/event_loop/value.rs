@@ -1,21 +1,26 @@
 //! The value protocol inside the loop: requests from peers are answered by the core's
-//! [`replica::serve`] (its writes committed before the answer goes out), and answers to our
-//! requests go back to whoever sent them — an operation ([`EventLoop::feed`]), upkeep, or a raw
-//! request. No protocol decision is made here.
+//! [`replica::serve`], and answers to our requests go back to whoever sent them — an operation
+//! ([`EventLoop::feed`]), upkeep, or a raw request. No protocol decision is made here.
+//!
+//! A request that writes has its records queued to the store's writer thread as one job, and
+//! its answer (the peer's `ResponseChannel`, or the op's `Input::Answer`) is held in `acks`
+//! until the batch with that job is committed ([`EventLoop::on_committed`]); a batch that fails
+//! turns every answer it holds into a refusal. So is an answer that rests on a write another
+//! request queued (the same record again: "held" is only true once that one is committed).
 
 use libp2p::request_response::{
     self, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
 use libp2p::PeerId;
 
-use super::ops::nearest_known;
+use super::ops::{nearest_known, OpId};
 use super::{EventLoop, Outbound};
 use crate::core::replica::{self, Holdings};
-use crate::core::{observe, Input};
+use crate::core::{observe, Input, Kind};
 use crate::error::Error;
 use crate::protocol::{Request, Response};
 use crate::record::Record;
-use crate::store::Store;
+use crate::store::{Done, Latest, Seq, Store};
 
 impl Holdings for Store {
     fn get(&self, key: &str) -> Option<&Record> {
@@ -32,6 +37,51 @@ impl Holdings for Store {
 
     fn for_each(&self, f: &mut dyn FnMut(&Record)) {
         self.iter().for_each(f);
+    }
+}
+
+impl Holdings for Latest<'_> {
+    fn get(&self, key: &str) -> Option<&Record> {
+        Latest::get(self, key)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn bytes(&self) -> usize {
+        Latest::bytes(self)
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&Record)) {
+        Latest::for_each(self, f);
+    }
+}
+
+/// Who waits for the answer to a request served here.
+pub(super) enum Waiter {
+    /// A remote peer, on this channel.
+    Remote { peer: PeerId, channel: ResponseChannel<Response> },
+    /// One of this peer's ops (its answer is fed back by `drain_local`).
+    Local { op: OpId, kind: Kind },
+    /// Nobody (a read repair of our own copy).
+    Nobody,
+}
+
+/// An answer held until the writes it acknowledges are committed.
+pub(super) struct Held {
+    waiter: Waiter,
+    response: Response,
+    /// The keys whose writes it acknowledges (its own, and pending ones it rests on).
+    keys: Vec<String>,
+}
+
+/// The keys a request writes.
+fn written_keys(request: &Request) -> Vec<&str> {
+    match request {
+        Request::Store { record } => vec![record.key.as_str()],
+        Request::StoreMany { records } => records.iter().map(|r| r.key.as_str()).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -79,23 +129,29 @@ impl EventLoop {
                 self.share_offset = self.share_offset.wrapping_add(usize::from(max));
                 self.members.answer(max, self.share_offset, self.now().mono)
             }
-            other => self.serve_request(other, true),
+            other => return self.serve_request(other, Waiter::Remote { peer, channel }),
         };
-        if let Response::Rejected { reason } = &response {
-            tracing::info!(%peer, "rejected a request: {reason}");
-        }
-        if self.swarm.behaviour_mut().kv.send_response(channel, response).is_err() {
-            tracing::debug!(%peer, "could not answer: the stream is gone");
-        }
+        self.deliver(Waiter::Remote { peer, channel }, response);
     }
 
-    /// What this peer answers to `request`, from a remote peer or (`remote` false) from one of
-    /// its own operations: [`replica::serve`], then its writes are committed (a write that
-    /// fails turns the answer into a refusal: nothing is acknowledged that is not durable).
-    pub(super) fn serve_request(&mut self, request: Request, remote: bool) -> Response {
+    /// Answers `request`, from a remote peer or from one of this peer's own operations:
+    /// [`replica::serve`] decides (a write merges against the newest pending record, and the
+    /// limits count pending writes; a Fetch or Digest reads what is committed), its writes are
+    /// queued to the store as one job, and the answer goes to `waiter` once they are committed
+    /// (at once when there is nothing to wait for). A write that cannot be queued turns the
+    /// answer into a refusal: nothing is acknowledged that is not durable.
+    pub(super) fn serve_request(&mut self, request: Request, waiter: Waiter) {
         if matches!(request, Request::Digest { .. }) {
             self.stats.digests_received += 1;
         }
+        let remote = matches!(waiter, Waiter::Remote { .. });
+        let writes = matches!(request, Request::Store { .. } | Request::StoreMany { .. });
+        // Keys of the request with a write still pending: an answer that rests on one waits
+        // for it too (unless this request replaces it).
+        let mut rests_on: Vec<(Seq, String)> = written_keys(&request)
+            .into_iter()
+            .filter_map(|key| Some((self.store.pending_seq(key)?, key.to_owned())))
+            .collect();
         let now = self.now();
         let kad = &mut self.swarm.behaviour_mut().kad;
         let (members, kv_support, suspects) = (&self.members, &self.kv_support, &self.suspects);
@@ -103,23 +159,96 @@ impl EventLoop {
             peers: nearest_known(members, kad, kv_support, key, n),
             down: suspects.near(key, n),
         };
-        let mut served = replica::serve(request, remote, &self.store, &mut near, self.limits, now);
-        for record in std::mem::take(&mut served.writes) {
-            let key = record.key.clone();
-            match self.store.put_merge(record) {
-                Ok((merged, held)) => {
-                    tracing::debug!(key = %held.key, version = %held.version, ?merged, "store");
-                }
-                Err(e) => {
-                    tracing::warn!("store write failed: {e}");
-                    served.write_failed(&key, &e.to_string());
-                }
-            }
-        }
+        let mut served = if writes {
+            let latest = self.store.latest_view();
+            replica::serve(request, remote, &latest, &mut near, self.limits, now)
+        } else {
+            replica::serve(request, remote, &self.store, &mut near, self.limits, now)
+        };
         if let Some(version) = served.observed {
             observe(&mut self.clock, now, version);
         }
-        served.response
+        let records = std::mem::take(&mut served.writes);
+        let mut keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
+        if !rests_on.is_empty() {
+            let own: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+            rests_on.retain(|(_, key)| !own.contains(key.as_str()));
+        }
+        let dep = rests_on.iter().map(|(seq, _)| *seq).max();
+        keys.extend(rests_on.into_iter().map(|(_, key)| key));
+        let own = if records.is_empty() {
+            None
+        } else {
+            match self.store.queue_records(records) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    tracing::warn!("store write failed: {e}");
+                    for key in &keys {
+                        served.write_failed(key, &e.to_string());
+                    }
+                    return self.deliver(waiter, served.response);
+                }
+            }
+        };
+        let held = Held { waiter, response: served.response, keys };
+        if let Some(now) = self.acks.hold(own, dep, held) {
+            self.deliver(now.waiter, now.response);
+        }
+        // An in-memory store has committed already: answer now.
+        self.settle();
+    }
+
+    /// Hands an answer to whoever waits for it.
+    fn deliver(&mut self, waiter: Waiter, response: Response) {
+        match waiter {
+            Waiter::Remote { peer, channel } => {
+                if let Response::Rejected { reason } = &response {
+                    tracing::info!(%peer, "rejected a request: {reason}");
+                }
+                if self.swarm.behaviour_mut().kv.send_response(channel, response).is_err() {
+                    tracing::debug!(%peer, "could not answer: the stream is gone");
+                }
+            }
+            Waiter::Local { op, kind } => self.local_answers.push_back((op, kind, response)),
+            Waiter::Nobody => {}
+        }
+    }
+
+    /// Takes every batch the store has reported already.
+    pub(super) fn settle(&mut self) {
+        while let Some(done) = self.store.try_committed() {
+            self.on_committed(done);
+        }
+    }
+
+    /// A batch of the store's writes was committed (or failed): its records become visible,
+    /// and the answers that waited for it go out — refusals, if it failed.
+    pub(super) fn on_committed(&mut self, done: Done) {
+        let committed = self.store.apply(done);
+        if let Err(reason) = &committed.result {
+            tracing::warn!(
+                first = committed.first,
+                last = committed.last,
+                "store commit failed: {reason}"
+            );
+        }
+        for (held, result) in self.acks.release(&committed) {
+            match result {
+                Ok(()) => self.deliver(held.waiter, held.response),
+                Err(reason) => self.refuse(held, &reason),
+            }
+        }
+    }
+
+    /// Answers a held request with the refusal of its writes (`Rejected`, or for a StoreMany
+    /// each key among the rejected).
+    pub(super) fn refuse(&mut self, held: Held, reason: &str) {
+        let Held { waiter, response, keys } = held;
+        let mut served = replica::Served { response, writes: Vec::new(), observed: None };
+        for key in &keys {
+            served.write_failed(key, reason);
+        }
+        self.deliver(waiter, served.response);
     }
 
     fn on_response(&mut self, id: OutboundRequestId, peer: PeerId, response: Response) {
