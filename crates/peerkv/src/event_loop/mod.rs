@@ -201,6 +201,14 @@ pub(crate) struct EventLoop {
     local_answers: VecDeque<(OpId, Kind, Response)>,
     /// Answers held until the store commits the writes they acknowledge.
     acks: Acks<value::Held>,
+    /// StoreMany requests being checked off the loop: who waits, their keys, when they came.
+    checking: HashMap<u64, (value::Waiter, Vec<String>, crate::core::Now)>,
+    /// Numbers those checks.
+    next_check: u64,
+    /// Where the checks report (one message each; at most `value::MAX_CHECKING` run).
+    checked_tx: mpsc::Sender<(u64, crate::core::replica::Served)>,
+    /// The checks' reports.
+    checked_rx: mpsc::Receiver<(u64, crate::core::replica::Served)>,
     /// The settings the core's operations read.
     op_config: OpConfig,
     /// What this peer's replica accepts.
@@ -239,6 +247,7 @@ impl EventLoop {
         let local_key = KBucketKey::from(local_peer);
         let upkeep_interval = config.upkeep_interval;
         let (op_config, limits) = (OpConfig::of(&config), Limits::of(&config));
+        let (checked_tx, checked_rx) = mpsc::channel(value::MAX_CHECKING);
         Self {
             swarm,
             keypair,
@@ -273,6 +282,10 @@ impl EventLoop {
             local_queue: VecDeque::new(),
             local_answers: VecDeque::new(),
             acks: Acks::default(),
+            checking: HashMap::new(),
+            next_check: 0,
+            checked_tx,
+            checked_rx,
             rtts: crate::core::Rtts::default(),
             wakes: std::collections::BTreeSet::new(),
             op_config,
@@ -325,6 +338,11 @@ impl EventLoop {
                 done = self.store.committed() => {
                     self.on_committed(done);
                     self.settle();
+                    self.drain_local();
+                }
+                // A StoreMany checked off the loop: its writes are queued now.
+                Some((id, served)) = self.checked_rx.recv() => {
+                    self.on_checked(id, served);
                     self.drain_local();
                 }
                 // Deadlines before swarm events: a peer flooding us must not keep operations
