@@ -7,6 +7,7 @@
 //! until the batch with that job is committed ([`EventLoop::on_committed`]); a batch that fails
 //! turns every answer it holds into a refusal. So is an answer that rests on a write another
 //! request queued (the same record again: "held" is only true once that one is committed).
+//! A large StoreMany is checked (signatures) on tokio's blocking pool, not on the loop.
 
 use libp2p::request_response::{
     self, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
