@@ -898,6 +898,9 @@ mod tests {
         assert_eq!((s.len(), s.latest_view().len(), s.latest_view().bytes()), (0, 100, 390));
         assert!(s.try_committed().is_none());
         assert_eq!(acks.len(), 100);
+        let one_more = rec(&kp, "k100", "v", 1);
+        assert!(s.admits(&one_more, 100, usize::MAX).unwrap_err().contains("--max-records"));
+        assert_eq!(s.admits(&rec(&kp, "k1", "w", 2), 100, usize::MAX), Ok(()), "held: updatable");
         for _ in 0..100 {
             let _ = gate.send(());
         }
