@@ -120,6 +120,11 @@ struct Cli {
     /// the rust-libp2p examples do.
     #[arg(long)]
     kad_lazy: bool,
+    /// Give every peerkv peer a data directory (in a temporary folder, removed after the run):
+    /// each write is committed to disk (redb, fsync, group commit) before it is acknowledged.
+    /// Without it peerkv's peers run in memory. The libp2p-kad baseline always runs in memory.
+    #[arg(long)]
+    durable: bool,
     /// Longest wait for the overlay to settle, seconds (default: 60 + N / 5).
     #[arg(long)]
     settle_timeout: Option<f64>,
@@ -200,6 +205,7 @@ fn params(cli: &Cli, seed: u64, fd_high_water: usize) -> Params {
         op_timeout_s: cli.timeout,
         idle_timeout_s: cli.idle_timeout,
         kad_lazy: cli.kad_lazy,
+        durable: cli.durable,
         fd_high_water,
     }
 }
@@ -258,6 +264,13 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
     let limit = sys::raise_nofile_limit() as usize;
     let fd_high_water = cli.fd_high_water.unwrap_or(limit * 7 / 10);
     let p = params(cli, seed, fd_high_water);
+    // The peers' data directories, removed when this returns.
+    let data = match cli.durable && !system.is_kad() {
+        true => Some(tempfile::Builder::new().prefix("peerkv-bench-").tempdir().map_err(|e| {
+            format!("cannot make a temporary folder for the data directories: {e}")
+        })?),
+        false => None,
+    };
     let w = workload::Workload {
         system,
         nodes: cli.nodes,
@@ -275,6 +288,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
             keys: cli.keys,
             read_quorum: NonZeroUsize::new(p.read_quorum).ok_or("read quorum 0")?,
             warm_connections: warm_connections(cli.nodes),
+            data_root: data.as_ref().map(|d| d.path().to_path_buf()),
         },
         write_quorum: NonZeroUsize::new(p.write_quorum).ok_or("write quorum 0")?,
         settle_timeout: secs(cli.settle_timeout.unwrap_or(60.0 + cli.nodes as f64 / 5.0)),
@@ -331,6 +345,9 @@ fn child_args(cli: &Cli, system: System, seed: u64, out: &Path, isolated: bool) 
     }
     if cli.kad_lazy {
         a.push("--kad-lazy".into());
+    }
+    if cli.durable {
+        a.push("--durable".into());
     }
     if isolated {
         a.push("--child-isolated".into());

@@ -122,7 +122,12 @@ pub struct PeerParams {
     pub read_quorum: NonZeroUsize,
     /// peerkv's warm connections per peer (see `warm_connections` in main.rs).
     pub warm_connections: usize,
+    /// `--durable`: each peerkv peer keeps a data directory under here; `None`: in memory.
+    pub data_root: Option<std::path::PathBuf>,
 }
+
+/// Numbers the peers' data directories.
+static NEXT_DATA_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A running peer of either system.
 #[derive(Debug, Clone)]
@@ -155,6 +160,10 @@ impl Peer {
                     idle_connection_timeout: p.idle_timeout,
                     warm_connections: p.warm_connections,
                     max_value_size: p.value_size.max(peerkv::config::DEFAULT_MAX_VALUE_SIZE),
+                    data_dir: p.data_root.as_ref().map(|root| {
+                        let n = NEXT_DATA_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        root.join(format!("peer-{n}"))
+                    }),
                     ..peerkv::Config::local()
                 };
                 let node = peerkv::Node::spawn(config).await.map_err(err)?;
@@ -277,6 +286,14 @@ impl Peer {
                 })
             }
             Peer::Kad(k) => k.overlay().await,
+        }
+    }
+
+    /// Store transactions committed and records committed since the start (peerkv only).
+    pub async fn store_counters(&self) -> Option<(u64, u64)> {
+        match self {
+            Peer::Peerkv(n) => n.info().await.ok().map(|i| (i.store_commits, i.records_committed)),
+            Peer::Kad(_) => None,
         }
     }
 

@@ -487,7 +487,7 @@ async fn timed_get(peer: &Peer, key: &str, want: &[u8], limit: Duration, acc: &R
 /// When a peer cannot start; every failed operation is counted instead.
 pub async fn run(w: &Workload) -> Result<SystemResult, String> {
     let k = w.keys;
-    let len = (w.nodes + 4 * k + w.concurrent_ops) as u64;
+    let len = (w.nodes + 4 * k + 2 * w.concurrent_ops) as u64;
     let pb = progress(w.system, len);
     let (fds, sampler) = FdGauge::start();
     let mut result = SystemResult {
@@ -682,6 +682,61 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
             "{} — {:.0} ops/s",
             fmt_phase("concurrent get", &result.concurrent_get),
             result.concurrent_get.ops_per_s.unwrap_or(0.0)
+        ),
+    );
+
+    // Concurrent puts of new keys from random peers (with --durable each is committed to
+    // disk on W replicas before it counts).
+    pb.set_message(format!("concurrent puts (C = {})", w.concurrency));
+    let mut rng = key_rng(w.seed, SALT_CONCURRENT, 1);
+    let puts: Vec<(String, Vec<u8>, usize)> = (0..w.concurrent_ops)
+        .map(|i| {
+            let mut value = vec![0u8; w.peer.value_size];
+            rng.fill_bytes(&mut value);
+            (format!("bench-{}-c{i}", w.seed), value, rng.gen_range(0..w.nodes))
+        })
+        .collect();
+    let acc = RefCell::new(Acc::default());
+    let meter = Meter::start();
+    let (acc_ref, peers_ref, fds_ref, pb_ref) = (&acc, &peers, &fds, &pb);
+    futures::stream::iter(puts)
+        .for_each_concurrent(w.concurrency.max(1), |(key, value, putter)| async move {
+            let throttled = fds_ref.pace(w.fd_high_water).await;
+            let t = Instant::now();
+            let result =
+                tokio::time::timeout(limit, peers_ref[putter].put(&key, &value, w.write_quorum))
+                    .await;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let mut a = acc_ref.borrow_mut();
+            a.ops += 1;
+            a.throttled_s += throttled;
+            match result {
+                Ok(Ok(out)) => {
+                    a.ok += 1;
+                    a.latencies.push(ms);
+                    a.requests.extend(out.requests);
+                    a.replicas.extend(out.replicas);
+                }
+                Ok(Err(e)) => a.error(e),
+                Err(_) => a.error(format!("no answer within {:.0} s", limit.as_secs_f64())),
+            }
+            pb_ref.inc(1);
+        })
+        .await;
+    result.concurrent_put = acc.into_inner().finish(&meter, w.concurrency, w, bg);
+    let counters = join_all(peers.iter().map(Peer::store_counters)).await;
+    if counters.iter().any(Option::is_some) {
+        result.store_commits = Some(counters.iter().flatten().map(|c| c.0).sum());
+        result.records_committed = Some(counters.iter().flatten().map(|c| c.1).sum());
+    }
+    say(
+        &pb,
+        format!(
+            "{} — {:.0} ops/s; store: {} commits for {} records",
+            fmt_phase("concurrent put", &result.concurrent_put),
+            result.concurrent_put.ops_per_s.unwrap_or(0.0),
+            result.store_commits.unwrap_or(0),
+            result.records_committed.unwrap_or(0)
         ),
     );
 

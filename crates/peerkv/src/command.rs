@@ -190,6 +190,16 @@ pub struct NodeInfo {
     /// In a private swarm (`--psk`), the key's fingerprint (libp2p-pnet's, the same as
     /// go-libp2p's: peers whose fingerprints differ cannot connect); `None` in an open swarm.
     pub psk_fingerprint: Option<String>,
+    /// Store transactions committed since the start: with a data directory each is one fsync
+    /// and holds every write queued while the one before committed (group commit), so under
+    /// concurrent writes it grows slower than `records_committed`. In memory, one per write.
+    pub store_commits: u64,
+    /// Records committed to the store since the start.
+    pub records_committed: u64,
+    /// Store commits that failed (their writes were refused, nothing of them is held).
+    pub store_commits_failed: u64,
+    /// Store writes queued and not yet committed.
+    pub store_writes_queued: usize,
 }
 
 /// A record held locally, as `keys` lists it.

@@ -18,8 +18,9 @@
 //! - [`admission`]: the limits on what other peers may make this one hold and do.
 //! - [`record`], [`clock`], [`placement`]: the pure core — signed records and their merge, the
 //!   hybrid logical clock, replica choice and quorum arithmetic.
-//! - [`store`], [`data_dir`]: the records a peer holds (redb, durable before acknowledged), its
-//!   identity and the peers it knew.
+//! - [`store`], [`data_dir`]: the records a peer holds (an in-memory index; redb on a writer
+//!   thread of its own that commits every write queued in one transaction; durable before
+//!   acknowledged), its identity and the peers it knew.
 //!
 //! The faces for people and scripts (the `peerkv` binary: flags, REPL, rendering) live in the
 //! `peerkv-cli` crate of the workspace; the benchmark in `peerkv-bench`.

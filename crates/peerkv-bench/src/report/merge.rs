@@ -121,6 +121,12 @@ pub const FIGURES: &[Figure] = &[
     fig("concurrent_get_success", "concurrent get success", Unit::Share, false, |s| {
         s.concurrent_get.success_rate
     }),
+    fig("concurrent_puts_per_s", "concurrent puts per s", Unit::Plain(0), true, |s| {
+        s.concurrent_put.ops_per_s
+    }),
+    fig("concurrent_put_median_ms", "concurrent put median, ms", Unit::Ms, true, |s| {
+        s.concurrent_put.latency.median_ms
+    }),
     fig("cpu_ms_per_get", "CPU ms per get (concurrent)", Unit::Plain(2), true, |s| {
         s.concurrent_get.cpu_s_per_op.map(|c| c * 1000.0)
     }),

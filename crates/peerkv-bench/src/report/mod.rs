@@ -206,6 +206,17 @@ pub struct SystemResult {
     pub lookup: Phase,
     /// Gets from peers without a copy, `concurrency` in flight at once.
     pub concurrent_get: Phase,
+    /// Puts of new keys from random peers, `concurrency` in flight at once (absent in
+    /// documents from before this phase).
+    #[serde(default)]
+    pub concurrent_put: Phase,
+    /// Store transactions and records committed by all peers (peerkv): with data directories,
+    /// fewer transactions than records means writes shared commits (group commit).
+    #[serde(default)]
+    pub store_commits: Option<u64>,
+    /// Records committed by all peers (peerkv).
+    #[serde(default)]
+    pub records_committed: Option<u64>,
     /// Memory and descriptors.
     pub memory: Memory,
     /// Figures this system cannot report, and why.
@@ -248,6 +259,10 @@ pub struct Params {
     /// false: libp2p's default.
     #[serde(default)]
     pub kad_lazy: bool,
+    /// Whether peerkv's peers kept data directories (`--durable`): every write committed to
+    /// disk before it is acknowledged. false: in memory.
+    #[serde(default)]
+    pub durable: bool,
     /// Open descriptors above which the harness waits before starting more work.
     pub fd_high_water: usize,
 }

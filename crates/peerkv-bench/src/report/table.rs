@@ -33,14 +33,15 @@ fn kib(v: Option<f64>) -> String {
 /// The parameters of a run, for a table's heading (without the seed).
 fn setting(p: &Params, profile: &str) -> String {
     format!(
-        "N = {} peers, K = {} keys, {} B values, R = {}, W = Q = {}, C = {} ({profile} build{})",
+        "N = {} peers, K = {} keys, {} B values, R = {}, W = Q = {}, C = {} ({profile} build{}{})",
         p.nodes,
         p.keys,
         p.value_size,
         p.replication,
         p.write_quorum,
         p.concurrency,
-        if p.kad_lazy { ", libp2p-kad with lazy stream negotiation" } else { "" }
+        if p.kad_lazy { ", libp2p-kad with lazy stream negotiation" } else { "" },
+        if p.durable { ", peerkv with data directories (--durable)" } else { "" }
     )
 }
 
@@ -179,6 +180,17 @@ pub fn markdown(doc: &RunDoc) -> String {
             (format!("{} / {}", ms(l.median_ms), ms(l.p99_ms)), l.p99_ms)
         }),
         ("concurrent get success", |s| (pct(s.concurrent_get.success_rate), None)),
+        ("concurrent puts per s", |s| {
+            (num(s.concurrent_put.ops_per_s, 0), s.concurrent_put.ops_per_s)
+        }),
+        ("concurrent put median / p99, ms", |s| {
+            let l = &s.concurrent_put.latency;
+            (format!("{} / {}", ms(l.median_ms), ms(l.p99_ms)), l.p99_ms)
+        }),
+        ("store commits / records committed", |s| {
+            let n = |v: Option<u64>| v.map_or("—".to_owned(), |v| v.to_string());
+            (format!("{} / {}", n(s.store_commits), n(s.records_committed)), None)
+        }),
         ("CPU ms per get (concurrent) / put", |s| {
             (
                 format!(
@@ -328,6 +340,9 @@ fn variant(p: &Params, profile: &str) -> String {
     }
     if p.kad_lazy {
         parts.push("libp2p-kad lazy".into());
+    }
+    if p.durable {
+        parts.push("durable".into());
     }
     if p.replication != 5 {
         parts.push(format!("R = {}", p.replication));

@@ -76,18 +76,28 @@ pub struct Writers(HashMap<Vec<u8>, Usage>);
 impl Writers {
     /// `record` is held now.
     pub fn add(&mut self, record: &Record) {
-        let usage = self.0.entry(record.writer.clone()).or_default();
-        usage.records += 1;
-        usage.bytes += held_size(record);
+        self.add_usage(&record.writer, held_size(record));
     }
 
     /// `record` is held no more (removed, or replaced by another).
     pub fn remove(&mut self, record: &Record) {
-        if let Some(usage) = self.0.get_mut(&record.writer) {
+        self.remove_usage(&record.writer, held_size(record));
+    }
+
+    /// A record of `writer` taking `bytes` ([`held_size`]) is held now.
+    pub fn add_usage(&mut self, writer: &[u8], bytes: usize) {
+        let usage = self.0.entry(writer.to_vec()).or_default();
+        usage.records += 1;
+        usage.bytes += bytes;
+    }
+
+    /// A record of `writer` taking `bytes` is held no more.
+    pub fn remove_usage(&mut self, writer: &[u8], bytes: usize) {
+        if let Some(usage) = self.0.get_mut(writer) {
             usage.records = usage.records.saturating_sub(1);
-            usage.bytes = usage.bytes.saturating_sub(held_size(record));
+            usage.bytes = usage.bytes.saturating_sub(bytes);
             if usage.records == 0 {
-                self.0.remove(&record.writer);
+                self.0.remove(writer);
             }
         }
     }
@@ -684,7 +694,7 @@ mod tests {
         store.put_merge(record(&a, "k1", MS)).unwrap();
         assert_eq!(store.writer_usage(&ka), Usage { records: 1, bytes: 3 });
         assert_eq!(store.writer_usage(&kb), Usage { records: 1, bytes: 3 });
-        store.remove("k2").unwrap();
+        store.queue_remove("k2").unwrap();
         assert_eq!(store.writer_usage(&ka), Usage::default());
         // Reopened from disk, the tally is rebuilt.
         let dir = tempfile::tempdir().unwrap();

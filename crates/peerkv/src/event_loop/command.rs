@@ -270,6 +270,10 @@ impl EventLoop {
             replication: self.config.replication,
             pending_ops: self.ops.len(),
             psk_fingerprint: self.config.psk.map(|k| k.fingerprint().to_string()),
+            store_commits: self.store.commits(),
+            records_committed: self.store.records_committed(),
+            store_commits_failed: self.store.failed_commits(),
+            store_writes_queued: self.store.queued(),
         }
     }
 }

@@ -45,7 +45,7 @@ use crate::core::{Kind, OpConfig};
 use crate::error::Error;
 use crate::protocol::Request;
 use crate::protocol::Response;
-use crate::store::Store;
+use crate::store::{Acks, Store};
 use ops::{OpId, Running};
 
 /// Most operations (puts, gets, lookups, dials) in flight at once; more are refused as busy.
@@ -71,6 +71,9 @@ const KEEP_CONNECTED_MIN_IDLE: Duration = Duration::from_secs(60);
 /// How long a finished bootstrap waits for identify to say whether the peer serves our
 /// Kademlia protocol (a peer without identify is taken as it is).
 const IDENTIFY_WAIT: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the store to commit the writes queued.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long start-up waits for every listener to report an address.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
@@ -196,6 +199,18 @@ pub(crate) struct EventLoop {
     wakes: std::collections::BTreeSet<(Duration, OpId)>,
     /// Requests ops sent to this peer, served after the event at hand (never re-entrantly).
     local_queue: VecDeque<(OpId, Kind, Request)>,
+    /// Answers to those requests, fed back to their ops after the event at hand.
+    local_answers: VecDeque<(OpId, Kind, Response)>,
+    /// Answers held until the store commits the writes they acknowledge.
+    acks: Acks<value::Held>,
+    /// StoreMany requests being checked off the loop: who waits, their keys, when they came.
+    checking: HashMap<u64, (value::Waiter, Vec<String>, crate::core::Now)>,
+    /// Numbers those checks.
+    next_check: u64,
+    /// Where the checks report (one message each; at most `value::MAX_CHECKING` run).
+    checked_tx: mpsc::Sender<(u64, crate::core::replica::Served)>,
+    /// The checks' reports.
+    checked_rx: mpsc::Receiver<(u64, crate::core::replica::Served)>,
     /// The settings the core's operations read.
     op_config: OpConfig,
     /// What this peer's replica accepts.
@@ -248,6 +263,7 @@ impl EventLoop {
         let local_key = KBucketKey::from(local_peer);
         let upkeep_interval = config.upkeep_interval;
         let (op_config, limits) = (OpConfig::of(&config), Limits::of(&config));
+        let (checked_tx, checked_rx) = mpsc::channel(value::MAX_CHECKING);
         Self {
             swarm,
             keypair,
@@ -280,6 +296,12 @@ impl EventLoop {
             next_op: 0,
             ops: HashMap::new(),
             local_queue: VecDeque::new(),
+            local_answers: VecDeque::new(),
+            acks: Acks::default(),
+            checking: HashMap::new(),
+            next_check: 0,
+            checked_tx,
+            checked_rx,
             rtts: crate::core::Rtts::default(),
             wakes: std::collections::BTreeSet::new(),
             op_config,
@@ -324,6 +346,7 @@ impl EventLoop {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown();
+                        self.close_store().await;
                         let _ = reply.send(Ok(()));
                         break;
                     }
@@ -333,9 +356,22 @@ impl EventLoop {
                     }
                     None => {
                         self.shutdown();
+                        self.close_store().await;
                         break;
                     }
                 },
+                // A batch of writes committed: the answers that waited for it go out (before
+                // new swarm events, so held answers do not pile up under load).
+                done = self.store.committed() => {
+                    self.on_committed(done);
+                    self.settle();
+                    self.drain_local();
+                }
+                // A StoreMany checked off the loop: its writes are queued now.
+                Some((id, served)) = self.checked_rx.recv() => {
+                    self.on_checked(id, served);
+                    self.drain_local();
+                }
                 // Deadlines before swarm events: a peer flooding us must not keep operations
                 // from ending on time (the tick is ready only every SWEEP_INTERVAL).
                 _ = sweep.tick() => {
@@ -394,6 +430,25 @@ impl EventLoop {
         for reply in self.listen_waiters.drain(..) {
             let _ = reply.send(Ok(addrs.clone()));
         }
+    }
+
+    /// Lets the store's writer commit what is queued (the answers that wait for it go out, or
+    /// refusals if it fails), then stops it; answers still held after `STORE_CLOSE_WAIT` are
+    /// refused.
+    async fn close_store(&mut self) {
+        let flushed = tokio::time::timeout(STORE_CLOSE_WAIT, async {
+            while let Some(done) = self.store.close().await {
+                self.on_committed(done);
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!("the store did not finish its writes within {STORE_CLOSE_WAIT:?}");
+        }
+        for held in self.acks.drain() {
+            self.refuse(held, "the peer shut down before it was committed");
+        }
+        self.local_answers.clear();
     }
 
     /// Ends everything in flight with [`Error::Shutdown`].

@@ -15,6 +15,7 @@ use libp2p::kad::{self, store::MemoryStore, KBucketDistance, KBucketKey};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 
+use super::value::Waiter;
 use super::{EventLoop, Outbound};
 use crate::clock::{now_ms, Clock};
 use crate::command::{GetReport, PutReport, Reply};
@@ -304,7 +305,7 @@ impl EventLoop {
                     let key = record.key.clone();
                     let request = Request::Store { record };
                     if peer == local {
-                        let _ = self.serve_request(request, false);
+                        self.serve_request(request, Waiter::Nobody);
                     } else {
                         let rid = self.send_to(peer, request);
                         self.requests.insert(rid, Outbound::Repair { key });
@@ -350,13 +351,20 @@ impl EventLoop {
         }
     }
 
-    /// Serves the requests ops sent to this peer, in order, feeding each answer back; an
-    /// answer may queue more (a put's search that settles asks this peer to store).
+    /// Serves the requests ops sent to this peer, in order, and feeds the answers back as they
+    /// come (an answer that acknowledges a write comes once the write is committed: at once in
+    /// memory, later from the store's writer); an answer may queue more (a put's search that
+    /// settles asks this peer to store).
     pub(super) fn drain_local(&mut self) {
         let local = self.local_peer_id();
-        while let Some((id, kind, request)) = self.local_queue.pop_front() {
-            let response = self.serve_request(request, false);
-            self.feed(id, Input::Answer { peer: local, kind, response });
+        loop {
+            if let Some((op, kind, response)) = self.local_answers.pop_front() {
+                self.feed(op, Input::Answer { peer: local, kind, response });
+            } else if let Some((op, kind, request)) = self.local_queue.pop_front() {
+                self.serve_request(request, Waiter::Local { op, kind });
+            } else {
+                break;
+            }
         }
     }
 

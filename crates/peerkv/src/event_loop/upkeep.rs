@@ -81,12 +81,10 @@ impl EventLoop {
         let mut report = UpkeepReport::default();
         for action in actions {
             match action {
-                UpkeepAction::Remove(key) => match self.store.remove(&key) {
-                    Ok(Some(old)) => {
-                        self.note_write(&key, Some(old.version), None);
-                        report.removed += 1;
-                    }
-                    Ok(None) => {}
+                // Queued to the store's writer; nobody waits for it.
+                UpkeepAction::Remove(key) => match self.store.queue_remove(&key) {
+                    Ok(true) => report.removed += 1,
+                    Ok(false) => {}
                     Err(e) => tracing::warn!(%key, "cannot remove: {e}"),
                 },
                 UpkeepAction::Digest { peer, id, request } => {
