@@ -107,12 +107,12 @@ fn transport(
 }
 
 /// Added to a dial error in a private swarm when the connection failed where a different key
-/// makes it fail (see [`transport`]).
+/// makes it fail (see the private `transport` function).
 pub const PSK_MISMATCH_HINT: &str =
     "the handshake failed after the connection opened: the peer likely uses another --psk key, or none";
 
 /// Builds the swarm for `config` with identity `keypair`: TCP (Noise, Yamux) and QUIC, or TCP
-/// alone under a pre-shared key ([`transport`]). The value protocol reads requests within
+/// alone under a pre-shared key (the private `transport` function). The value protocol reads requests within
 /// `budget` (the event loop reads its counters).
 ///
 /// # Errors

@@ -9,7 +9,7 @@
 //! records into the index. Until then they wait in an overlay of pending writes: a second write
 //! of a key merges against the newest pending one ([`Store::latest`]), and the limits count
 //! them, but a Fetch does not see them. A batch that fails changes nothing in the index. The
-//! event loop holds each answer until the batch with its writes is reported ([`Acks`]), so a
+//! event loop holds each answer until the batch with its writes is reported (`store::acks::Acks`), so a
 //! replica acknowledges only what survives `kill -9`.
 //!
 //! Without a database (`--ephemeral`, tests) the same calls commit at once: the index changes

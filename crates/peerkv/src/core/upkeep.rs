@@ -6,7 +6,7 @@
 //! record, ranks the view's value-protocol peers and this peer by distance to the key. Every one
 //! of the R nearest (but us) gets a [`Request::Summary`]: per bucket of keys, the count and the
 //! XOR of the hashes of the `(key, version)` pairs we would offer it. It answers with the
-//! buckets where its own holdings differ ([`answer_summary`]); only for those do the full
+//! buckets where its own holdings differ ([`Upkeep::answer_summary`]); only for those do the full
 //! `(key, version)` [`Request::Digest`]s follow ([`Upkeep::on_mismatch`]); it answers with the
 //! keys it lacks or holds older, and only those records follow, in [`Request::StoreMany`]
 //! batches ([`Upkeep::on_missing`]). So a closer peer that appeared gets its keys (hand-off),
