@@ -128,6 +128,10 @@ struct Cli {
     /// Longest wait for the overlay to settle, seconds (default: 60 + N / 5).
     #[arg(long)]
     settle_timeout: Option<f64>,
+    /// How long idle traffic is measured once settled, seconds (default: one liveness probe
+    /// interval, 30 s, so that each connection is probed about once in it).
+    #[arg(long)]
+    idle_window: Option<f64>,
     /// Open descriptors above which the harness waits for idle connections to close before
     /// starting more work (default: 70 % of the open-files limit).
     #[arg(long)]
@@ -294,6 +298,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
         settle_timeout: secs(cli.settle_timeout.unwrap_or(60.0 + cli.nodes as f64 / 5.0)),
         fd_high_water,
         isolated: cli.child_isolated,
+        idle_window: cli.idle_window.map_or(peerkv::alive::DEFAULT_INTERVAL, secs),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -335,6 +340,7 @@ fn child_args(cli: &Cli, system: System, seed: u64, out: &Path, isolated: bool) 
     let optional = [
         ("--concurrent-ops", cli.concurrent_ops.map(|v| v.to_string())),
         ("--settle-timeout", cli.settle_timeout.map(|v| v.to_string())),
+        ("--idle-window", cli.idle_window.map(|v| v.to_string())),
         ("--fd-high-water", cli.fd_high_water.map(|v| v.to_string())),
     ];
     for (flag, value) in optional {

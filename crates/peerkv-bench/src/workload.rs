@@ -31,8 +31,6 @@ const SETTLE_STREAK: usize = 6;
 /// The one-hop views count as settled when they grew by fewer than N / 20 entries in all over
 /// this many polls (10 s: two rounds of the members exchange while views grow).
 const VIEW_POLLS: usize = 20;
-/// How long idle traffic is measured once settled: one probe interval.
-const BACKGROUND_WINDOW: Duration = peerkv::alive::DEFAULT_INTERVAL;
 /// Candidates checked for "holds no copy" per key.
 const GETTER_TRIES: usize = 6;
 /// Longest wait for descriptors to drop below the high-water mark before going on anyway.
@@ -69,6 +67,8 @@ pub struct Workload {
     pub fd_high_water: usize,
     /// Whether this process has a network namespace of its own.
     pub isolated: bool,
+    /// How long idle traffic is measured once settled.
+    pub idle_window: Duration,
 }
 
 /// The RNG of key `i` (a stream of its own, so one key's choices never shift another's).
@@ -328,7 +328,7 @@ async fn overlay(peers: &[Peer]) -> Totals {
 /// row — the members exchanges have spread the news of the last joiners, the
 /// bootstraps' bucket refreshes are over (a bootstrap runs one lookup per bucket, one after
 /// another; N of them at once keep the two cores busy for a while); idle connections closing
-/// does not count. Then measures the idle background traffic for [`BACKGROUND_WINDOW`].
+/// does not count. Then measures the idle background traffic for `idle_window`.
 async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     let start = Instant::now();
     let mut last: Option<(usize, u64)> = None;
@@ -391,7 +391,7 @@ async fn settle(w: &Workload, peers: &[Peer], pb: &ProgressBar) -> Settle {
     if w.isolated {
         pb.set_message("measuring idle traffic");
         let before = (Instant::now(), sys::loopback());
-        tokio::time::sleep(BACKGROUND_WINDOW).await;
+        tokio::time::sleep(w.idle_window).await;
         let idle = before.0.elapsed().as_secs_f64();
         if let (Some(a), Some(b)) = (before.1, sys::loopback()) {
             out.background_bytes_per_s = Some((b.bytes - a.bytes) as f64 / idle);
