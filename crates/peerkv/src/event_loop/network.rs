@@ -300,8 +300,8 @@ impl EventLoop {
         // the members exchange brings the rest of the overlay. (Disarming once after the join
         // was not enough: identify adds routes after it, and a join of a 24-peer overlay
         // sometimes sent 44 requests instead of at most 24.)
-        let small = kad.kbuckets().map(|b| b.num_entries()).sum::<usize>()
-            < libp2p::kad::K_VALUE.get();
+        let small =
+            kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() < libp2p::kad::K_VALUE.get();
         if small {
             if let Ok(quiet) = kad.bootstrap() {
                 if let Some(mut query) = kad.query_mut(&quiet) {
