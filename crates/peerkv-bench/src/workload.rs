@@ -142,6 +142,36 @@ struct Acc {
 }
 
 impl Acc {
+    /// Counts one put that took `ms` (and waited `throttled` s for descriptors); whether it
+    /// succeeded.
+    fn put(
+        &mut self,
+        result: Result<Result<crate::peer::PutOut, String>, tokio::time::error::Elapsed>,
+        ms: f64,
+        throttled: f64,
+        limit: Duration,
+    ) -> bool {
+        self.ops += 1;
+        self.throttled_s += throttled;
+        match result {
+            Ok(Ok(out)) => {
+                self.ok += 1;
+                self.latencies.push(ms);
+                self.requests.extend(out.requests);
+                self.replicas.extend(out.replicas);
+                true
+            }
+            Ok(Err(e)) => {
+                self.error(e);
+                false
+            }
+            Err(_) => {
+                self.error(format!("no answer within {:.0} s", limit.as_secs_f64()));
+                false
+            }
+        }
+    }
+
     fn error(&mut self, e: String) {
         if self.errors.len() < ERRORS_KEPT && !self.errors.contains(&e) {
             self.errors.push(e);
@@ -559,19 +589,8 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
         )
         .await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
-        let mut a = acc.borrow_mut();
-        a.ops += 1;
-        a.throttled_s += throttled;
-        match result {
-            Ok(Ok(out)) => {
-                a.ok += 1;
-                a.latencies.push(ms);
-                a.requests.extend(out.requests);
-                a.replicas.extend(out.replicas);
-                plan.put_ok = true;
-            }
-            Ok(Err(e)) => a.error(e),
-            Err(_) => a.error(format!("no answer within {:.0} s", limit.as_secs_f64())),
+        if acc.borrow_mut().put(result, ms, throttled, limit) {
+            plan.put_ok = true;
         }
         pb.inc(1);
     }
@@ -707,19 +726,7 @@ pub async fn run(w: &Workload) -> Result<SystemResult, String> {
                 tokio::time::timeout(limit, peers_ref[putter].put(&key, &value, w.write_quorum))
                     .await;
             let ms = t.elapsed().as_secs_f64() * 1000.0;
-            let mut a = acc_ref.borrow_mut();
-            a.ops += 1;
-            a.throttled_s += throttled;
-            match result {
-                Ok(Ok(out)) => {
-                    a.ok += 1;
-                    a.latencies.push(ms);
-                    a.requests.extend(out.requests);
-                    a.replicas.extend(out.replicas);
-                }
-                Ok(Err(e)) => a.error(e),
-                Err(_) => a.error(format!("no answer within {:.0} s", limit.as_secs_f64())),
-            }
+            acc_ref.borrow_mut().put(result, ms, throttled, limit);
             pb_ref.inc(1);
         })
         .await;
