@@ -357,11 +357,13 @@ impl EventLoop {
     /// routing table's peers not known to lack the value protocol (as `nearest_known` does).
     fn known_peers_for_guard(&mut self) -> Vec<PeerId> {
         let mut known = self.members.peers();
+        // A set to look up in: the members table can hold thousands, the routing table ~100.
+        let members: std::collections::HashSet<PeerId> = known.iter().copied().collect();
         let kv_support = &self.kv_support;
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for entry in bucket.iter() {
                 let peer = *entry.node.key.preimage();
-                if kv_support.get(&peer) != Some(&false) && !known.contains(&peer) {
+                if kv_support.get(&peer) != Some(&false) && !members.contains(&peer) {
                     known.push(peer);
                 }
             }
