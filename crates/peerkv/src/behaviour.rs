@@ -194,7 +194,7 @@ pub fn build_swarm(
                 kv,
                 identify,
                 alive: crate::alive::Behaviour::new(config.probe_interval),
-                warm: crate::warm::Behaviour::default(),
+                warm: crate::warm::Behaviour::new(peer_id),
             })
         })
         .map_err(|e| Error::Swarm(e.to_string()))?
