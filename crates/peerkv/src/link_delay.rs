@@ -8,6 +8,9 @@
 //! - A dial waits `2 × D` before its socket is handed on ([`delayed`]), as the TCP handshake
 //!   (SYN, SYN-ACK) would on such a link; the kernel's own handshake on loopback is not delayed.
 //! - Bandwidth is not limited and nothing is lost or reordered. Writes go straight through.
+//! - A byte is stamped when the wrapper reads it, not when the kernel received it: while the
+//!   reading task waits for a core, that wait adds to `D` instead of overlapping it. tokio's
+//!   timer rounds each wait up to its next millisecond, so a delay is `D` to `D` + 1 ms.
 //! - Only what runs over the wrapped socket is delayed: peerkv wraps TCP, not QUIC
 //!   ([`crate::Config::link_delay`]).
 //!
