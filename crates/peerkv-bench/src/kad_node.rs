@@ -14,6 +14,9 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, Transport};
+use libp2p::core::upgrade::Version;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::kad::{self, QueryId, QueryResult, Quorum};
 use libp2p::multiaddr::Protocol;
@@ -56,6 +59,8 @@ pub struct KadParams {
     pub max_records: usize,
     /// Records from this many distinct peers answer a get (1: the first record).
     pub read_quorum: NonZeroUsize,
+    /// Delay of each byte read on each TCP connection (`--link-delay`; zero: none).
+    pub link_delay: Duration,
 }
 
 mod composed {
@@ -140,6 +145,22 @@ struct Loop {
     opened: u64,
 }
 
+/// The transport of libp2p's `SwarmBuilder::with_tcp` (TCP with nodelay, lazy multistream-select,
+/// Noise, Yamux), with each socket under peerkv's link delay: the same delay as peerkv's peers
+/// (`--link-delay`; with none the wrapper passes every call straight through).
+fn transport(
+    key: &identity::Keypair,
+    delay: Duration,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .and_then(move |socket, endpoint| peerkv::link_delay::delayed(socket, &endpoint, delay))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
 fn build(params: &KadParams) -> Result<Swarm<Baseline>, String> {
     let keypair = identity::Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
@@ -168,14 +189,14 @@ fn build(params: &KadParams) -> Result<Swarm<Baseline>, String> {
     let behaviour = Baseline { kad, identify, ping };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_other_transport(|key| transport(key, params.link_delay))
         .map_err(|e| format!("tcp: {e}"))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| format!("behaviour: {e}"))?
         .with_swarm_config(|c| {
             let c = c.with_idle_connection_timeout(params.idle_timeout);
             if params.lazy {
-                c.with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+                c.with_substream_upgrade_protocol_override(Version::V1Lazy)
             } else {
                 c
             }

@@ -144,6 +144,12 @@ struct Cli {
     /// starting more work (default: 70 % of the open-files limit).
     #[arg(long)]
     fd_high_water: Option<usize>,
+    /// Delay every byte each TCP connection of every peer reads by this many milliseconds (a
+    /// dial waits twice this first), for all systems of the run: a round trip (RTT) of twice
+    /// this on loopback, as on a wide-area link. The report then gives latencies in round trips
+    /// too. Peers listen on TCP only, so all their traffic is delayed. Default: 0, none.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    link_delay: f64,
     /// Run each system in a network namespace of its own (exact wire counts).
     #[arg(long, value_enum, default_value_t = Isolate::Auto)]
     isolate: Isolate,
@@ -218,6 +224,7 @@ fn params(cli: &Cli, seed: u64, fd_high_water: usize) -> Params {
         idle_timeout_s: cli.idle_timeout,
         kad_lazy: cli.kad_lazy,
         durable: cli.durable,
+        link_delay_ms: cli.link_delay,
         fd_high_water,
     }
 }
@@ -236,6 +243,10 @@ fn check(cli: &Cli) -> Res<()> {
         if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
             return Err(format!("{name} must be above 0 and at most 3600 s"));
         }
+    }
+    let max_delay = peerkv::config::MAX_LINK_DELAY.as_secs_f64() * 1000.0;
+    if !(cli.link_delay.is_finite() && (0.0..=max_delay).contains(&cli.link_delay)) {
+        return Err(format!("--link-delay must be between 0 and {max_delay} ms"));
     }
     let mut seeds = cli.seed.clone();
     seeds.sort_unstable();
@@ -301,6 +312,7 @@ fn run_child(cli: &Cli, system: System) -> Res<()> {
             read_quorum: NonZeroUsize::new(p.read_quorum).ok_or("read quorum 0")?,
             warm_connections: warm_connections(cli.nodes),
             data_root: data.as_ref().map(|d| d.path().to_path_buf()),
+            link_delay: secs(cli.link_delay / 1000.0),
         },
         write_quorum: NonZeroUsize::new(p.write_quorum).ok_or("write quorum 0")?,
         settle_timeout: secs(cli.settle_timeout.unwrap_or(60.0 + cli.nodes as f64 / 5.0)),
@@ -350,6 +362,7 @@ fn child_args(cli: &Cli, system: System, seed: u64, out: &Path, isolated: bool) 
         ("--settle-timeout", cli.settle_timeout.map(|v| v.to_string())),
         ("--idle-window", cli.idle_window.map(|v| v.to_string())),
         ("--fd-high-water", cli.fd_high_water.map(|v| v.to_string())),
+        ("--link-delay", (cli.link_delay > 0.0).then(|| cli.link_delay.to_string())),
     ];
     for (flag, value) in optional {
         if let Some(v) = value {

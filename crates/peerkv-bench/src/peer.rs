@@ -124,6 +124,9 @@ pub struct PeerParams {
     pub warm_connections: usize,
     /// `--durable`: each peerkv peer keeps a data directory under here; `None`: in memory.
     pub data_root: Option<std::path::PathBuf>,
+    /// `--link-delay`: delay of each byte read on each TCP connection, every system's peers
+    /// (zero: none). The peers listen on TCP only, so all their traffic is delayed.
+    pub link_delay: Duration,
 }
 
 /// Numbers the peers' data directories.
@@ -164,6 +167,8 @@ impl Peer {
                         let n = NEXT_DATA_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         root.join(format!("peer-{n}"))
                     }),
+                    link_delay: (!p.link_delay.is_zero()).then_some(p.link_delay),
+                    // TCP on 127.0.0.1 only: QUIC, which the link delay does not reach, is off.
                     ..peerkv::Config::local()
                 };
                 let node = peerkv::Node::spawn(config).await.map_err(err)?;
@@ -185,6 +190,7 @@ impl Peer {
                     value_size: p.value_size,
                     max_records: p.keys + 1024,
                     read_quorum: system.read_quorum(p.read_quorum),
+                    link_delay: p.link_delay,
                 };
                 let peer = KadPeer::spawn(&params).await?;
                 let addr = peer.addr();

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::peer::{designated_holders, Peer, PeerParams, System};
-use crate::report::{Latency, Memory, Phase, Settle, Startup, SystemResult};
+use crate::report::{Latency, Memory, Phase, RoundTrips, Settle, Startup, SystemResult};
 use crate::sys::{self, Wire};
 
 /// Most peers started (and bootstrapped) at once.
@@ -194,11 +194,15 @@ impl Acc {
             _ => None,
         };
         let replicas: Vec<f64> = self.replicas.iter().map(|r| *r as f64).collect();
+        let latency = Latency::of(&mut self.latencies);
+        // A round trip of the emulated link is twice its one-way delay; none without one.
+        let rtt_ms = 2.0 * w.peer.link_delay.as_secs_f64() * 1000.0;
         Phase {
             ops: self.ops,
             ok: self.ok,
             success_rate: (self.ops > 0).then(|| self.ok as f64 / self.ops as f64),
-            latency: Latency::of(&mut self.latencies),
+            round_trips: RoundTrips::of(&latency, rtt_ms),
+            latency,
             concurrency,
             seconds,
             ops_per_s: (seconds > 0.0 && self.ops > 0).then(|| self.ok as f64 / seconds),

@@ -242,6 +242,7 @@ impl Cli {
             max_bytes_per_writer: self.max_bytes_per_writer,
             keypair: None,
             psk,
+            link_delay: None,
             data_dir: if self.ephemeral {
                 None
             } else {

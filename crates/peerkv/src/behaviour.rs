@@ -75,12 +75,19 @@ mod composed {
 /// A peer with another key (or none) completes the pnet nonce exchange (it carries no proof
 /// of the key), and then the two sides read each other's bytes as noise: the dial fails in the
 /// protocol negotiation that follows (see [`PSK_MISMATCH_HINT`]).
+///
+/// With [`Config::link_delay`] (benchmarks and tests) every TCP socket is delayed under
+/// everything else, the pre-shared key's encryption included ([`crate::link_delay`]).
 fn transport(
     config: &Config,
     key: &Keypair,
 ) -> std::result::Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>>
 {
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    // With `link_delay` (benchmarks), every TCP socket is wrapped before anything runs over it;
+    // QUIC is not delayed. Without it the wrapper passes every call straight through.
+    let delay = config.link_delay.unwrap_or_default();
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .and_then(move |socket, endpoint| crate::link_delay::delayed(socket, &endpoint, delay));
     let noise = noise::Config::new(key)?;
     // As libp2p's SwarmBuilder::with_tcp does: lazy multistream-select (the proposal goes
     // out with the first message), Noise, Yamux.

@@ -45,6 +45,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest idle timeout or mDNS interval accepted.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
+/// Longest [`Config::link_delay`] accepted: 10 s each way.
+pub const MAX_LINK_DELAY: Duration = Duration::from_secs(10);
+
 /// Default interval of mDNS queries.
 pub const DEFAULT_MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(20);
 
@@ -117,6 +120,12 @@ pub struct Config {
     /// [`Config::validate`] refuses QUIC listen and bootstrap addresses. Default: `None`, an
     /// open swarm.
     pub psk: Option<PreSharedKey>,
+    /// A benchmark and test knob, not for deployments: every TCP connection delays each byte
+    /// it reads by this much ([`crate::link_delay`]), and a dial waits twice this first (the
+    /// TCP handshake), so peers on loopback see a wide-area round trip of twice this. Only TCP
+    /// is delayed, not QUIC: give such peers TCP listen addresses only (as
+    /// [`Config::local`] does). At most [`MAX_LINK_DELAY`]. Default: `None`, no delay.
+    pub link_delay: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -146,6 +155,7 @@ impl std::fmt::Debug for Config {
             .field("probe_interval", &self.probe_interval)
             // The key itself never reaches a log: its fingerprint tells keys apart.
             .field("psk", &self.psk.map(|k| k.fingerprint().to_string()))
+            .field("link_delay", &self.link_delay)
             .finish()
     }
 }
@@ -176,6 +186,7 @@ impl Default for Config {
             admission: Admission::default(),
             probe_interval: crate::alive::DEFAULT_INTERVAL,
             psk: None,
+            link_delay: None,
         }
     }
 }
@@ -384,6 +395,9 @@ impl Config {
         }
         if self.max_bytes_per_writer == Some(0) {
             return bad("--max-bytes-per-writer must be at least 1".into());
+        }
+        if self.link_delay.is_some_and(|d| d > MAX_LINK_DELAY) {
+            return bad(format!("link_delay must be at most {} s", MAX_LINK_DELAY.as_secs()));
         }
         if !self.kad_protocol.starts_with('/') {
             return bad(format!("--kad-protocol {:?} must start with '/'", self.kad_protocol));

@@ -13,7 +13,8 @@
 //! Layout:
 //! - [`node`]: the cloneable [`Node`] handle, the library's public face.
 //! - `event_loop`: owns the swarm and every piece of mutable state.
-//! - [`behaviour`]: the composed `NetworkBehaviour` and the transport stack.
+//! - [`behaviour`]: the composed `NetworkBehaviour` and the transport stack; [`link_delay`]: a
+//!   delay on TCP links for benchmarks (a wide-area round trip on loopback).
 //! - [`protocol`]: wire types and the codec of the value protocol.
 //! - [`admission`]: the limits on what other peers may make this one hold and do.
 //! - [`record`], [`clock`], [`placement`]: the pure core — signed records and their merge, the
@@ -45,6 +46,7 @@ pub mod core;
 pub mod data_dir;
 pub mod error;
 mod event_loop;
+pub mod link_delay;
 pub mod node;
 pub mod placement;
 pub mod protocol;

@@ -89,6 +89,27 @@ pub const FIGURES: &[Figure] = &[
     fig("get_p99_ms", "get (no local copy) p99, ms", Unit::Ms, true, |s| s.get.latency.p99_ms),
     fig("get_max_ms", "get (no local copy) max, ms", Unit::Ms, true, |s| s.get.latency.max_ms),
     fig("get_success", "get success", Unit::Share, false, |s| s.get.success_rate),
+    // Latency in round trips of the emulated link (`--link-delay` runs only).
+    fig(
+        "get_round_trips_median",
+        "get (no local copy) median, round trips",
+        Unit::Plain(2),
+        false,
+        |s| s.get.round_trips.as_ref().and_then(|r| r.median),
+    ),
+    fig(
+        "get_round_trips_p99",
+        "get (no local copy) p99, round trips",
+        Unit::Plain(2),
+        false,
+        |s| s.get.round_trips.as_ref().and_then(|r| r.p99),
+    ),
+    fig("put_round_trips_median", "put median, round trips", Unit::Plain(2), false, |s| {
+        s.put.round_trips.as_ref().and_then(|r| r.median)
+    }),
+    fig("put_round_trips_p99", "put p99, round trips", Unit::Plain(2), false, |s| {
+        s.put.round_trips.as_ref().and_then(|r| r.p99)
+    }),
     fig("get_below_quorum", "gets answered below their quorum", Unit::Plain(0), false, |s| {
         Some(s.get.below_quorum as f64)
     }),

@@ -62,6 +62,43 @@ impl Latency {
     }
 }
 
+/// A phase's latency in round trips of the emulated link (`--link-delay`): each figure of its
+/// `latency` divided by the round trip, twice the link delay. Round trips are what a protocol
+/// decides; the milliseconds on top are the machine's (CPU, queueing, timers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoundTrips {
+    /// The round trip of the emulated link, ms: twice `params.link_delay_ms`.
+    pub rtt_ms: f64,
+    /// Median latency / RTT.
+    pub median: Option<f64>,
+    /// 95th percentile / RTT.
+    pub p95: Option<f64>,
+    /// 99th percentile / RTT.
+    pub p99: Option<f64>,
+    /// Slowest / RTT.
+    pub max: Option<f64>,
+    /// Mean / RTT.
+    pub mean: Option<f64>,
+}
+
+impl RoundTrips {
+    /// `latency` in round trips of `rtt_ms`; `None` without a positive round trip.
+    pub fn of(latency: &Latency, rtt_ms: f64) -> Option<Self> {
+        if !(rtt_ms.is_finite() && rtt_ms > 0.0) {
+            return None;
+        }
+        let per = |v: Option<f64>| v.map(|ms| ms / rtt_ms);
+        Some(Self {
+            rtt_ms,
+            median: per(latency.median_ms),
+            p95: per(latency.p95_ms),
+            p99: per(latency.p99_ms),
+            max: per(latency.max_ms),
+            mean: per(latency.mean_ms),
+        })
+    }
+}
+
 /// One phase of the workload.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Phase {
@@ -73,6 +110,10 @@ pub struct Phase {
     pub success_rate: Option<f64>,
     /// Latency of the successful operations, timed by the harness around the library call.
     pub latency: Latency,
+    /// `latency` in round trips of the emulated link; `null` without `--link-delay` (and in
+    /// documents from before it).
+    #[serde(default)]
+    pub round_trips: Option<RoundTrips>,
     /// Operations in flight at once (1: one after another).
     pub concurrency: usize,
     /// Wall time of the phase.
@@ -263,6 +304,10 @@ pub struct Params {
     /// disk before it is acknowledged. false: in memory.
     #[serde(default)]
     pub durable: bool,
+    /// Delay of each byte read on each TCP connection of every peer, ms (`--link-delay`): a
+    /// round trip of twice this. 0: none (and in documents from before it).
+    #[serde(default)]
+    pub link_delay_ms: f64,
     /// Open descriptors above which the harness waits before starting more work.
     pub fd_high_water: usize,
 }
@@ -430,5 +475,59 @@ impl OpenDht {
                 .and_then(|m| m.get("rss_per_node_less_interpreter_after_workload_bytes"))
                 .and_then(serde_json::Value::as_u64),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_divide_each_figure_by_the_rtt() {
+        let latency = Latency::of(&mut [20.0, 30.0, 40.0, 60.0]);
+        let r = RoundTrips::of(&latency, 20.0).unwrap();
+        assert_eq!((r.rtt_ms, r.median, r.max), (20.0, Some(1.5), Some(3.0)));
+        assert_eq!(r.mean, Some(1.875));
+        // No delay, no round trips; an empty phase has none to divide.
+        assert!(RoundTrips::of(&latency, 0.0).is_none());
+        assert_eq!(RoundTrips::of(&Latency::default(), 20.0).unwrap().median, None);
+    }
+
+    #[test]
+    fn documents_from_before_the_link_delay_still_read() {
+        let mut doc = serde_json::to_value(RunDoc {
+            systems: vec![SystemResult::default()],
+            ..RunDoc::default()
+        })
+        .unwrap();
+        doc["params"].as_object_mut().unwrap().remove("link_delay_ms");
+        doc["systems"][0]["get"].as_object_mut().unwrap().remove("round_trips");
+        let back: RunDoc = serde_json::from_value(doc).unwrap();
+        assert_eq!(back.params.link_delay_ms, 0.0);
+        assert!(back.systems[0].get.round_trips.is_none());
+    }
+
+    #[test]
+    fn a_delayed_run_shows_round_trips_and_a_plain_one_does_not() {
+        let latency = Latency::of(&mut [25.0]);
+        let get =
+            Phase { round_trips: RoundTrips::of(&latency, 20.0), latency, ..Phase::default() };
+        let mut doc = RunDoc {
+            params: Params { link_delay_ms: 10.0, ..Params::default() },
+            systems: vec![SystemResult { system: "peerkv".into(), get, ..SystemResult::default() }],
+            ..RunDoc::default()
+        };
+        let table = markdown(&doc);
+        assert!(table.contains("round trip (RTT) 20 ms"), "{table}");
+        assert!(
+            table.contains("| get (no local copy) median / p95 / p99 / max, round trips | 1.25 /"),
+            "{table}"
+        );
+        let merged = markdown_merged(&merge(&[&doc]));
+        assert!(merged.contains("| get (no local copy) median, round trips | 1.25 |"), "{merged}");
+        doc.params.link_delay_ms = 0.0;
+        doc.systems[0].get.round_trips = None;
+        assert!(!markdown(&doc).contains("round trips"));
+        assert!(!markdown_merged(&merge(&[&doc])).contains("round trips"));
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::merge::{group, merge, Merged, Spread, Unit, FIGURES};
-use super::{all_pairs, ratio, OpenDht, Params, RunDoc, SystemResult};
+use super::{all_pairs, ratio, OpenDht, Params, Phase, RunDoc, SystemResult};
 
 fn ms(v: Option<f64>) -> String {
     match v {
@@ -33,7 +33,7 @@ fn kib(v: Option<f64>) -> String {
 /// The parameters of a run, for a table's heading (without the seed).
 fn setting(p: &Params, profile: &str) -> String {
     format!(
-        "N = {} peers, K = {} keys, {} B values, R = {}, W = Q = {}, C = {} ({profile} build{}{})",
+        "N = {} peers, K = {} keys, {} B values, R = {}, W = Q = {}, C = {} ({profile} build{}{}{})",
         p.nodes,
         p.keys,
         p.value_size,
@@ -41,8 +41,40 @@ fn setting(p: &Params, profile: &str) -> String {
         p.write_quorum,
         p.concurrency,
         if p.kad_lazy { ", libp2p-kad with lazy stream negotiation" } else { "" },
-        if p.durable { ", peerkv with data directories (--durable)" } else { "" }
+        if p.durable { ", peerkv with data directories (--durable)" } else { "" },
+        link_delay(p)
     )
+}
+
+/// The link delay of a run for its heading: empty without one.
+fn link_delay(p: &Params) -> String {
+    if p.link_delay_ms > 0.0 {
+        format!(
+            ", TCP links delayed {} ms each way: round trip (RTT) {} ms",
+            p.link_delay_ms,
+            2.0 * p.link_delay_ms
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A phase's latency in round trips: `median / p95 / p99 / max` (no ratio: it would repeat
+/// the ratio of the milliseconds).
+fn round_trips(phase: &Phase) -> (String, Option<f64>) {
+    let text = match &phase.round_trips {
+        Some(r) => {
+            format!(
+                "{} / {} / {} / {}",
+                num(r.median, 2),
+                num(r.p95, 2),
+                num(r.p99, 2),
+                num(r.max, 2)
+            )
+        }
+        None => "–".into(),
+    };
+    (text, None)
 }
 
 /// A system's column heading.
@@ -80,7 +112,7 @@ pub fn markdown(doc: &RunDoc) -> String {
     }
     let _ = writeln!(out, "{header}\n{rule}");
     type Cell = fn(&SystemResult) -> (String, Option<f64>);
-    let rows: Vec<(&str, Cell)> = vec![
+    let mut rows: Vec<(&str, Cell)> = vec![
         ("put median / p95 / p99 / max, ms", |s| {
             let l = &s.put.latency;
             (
@@ -234,6 +266,19 @@ pub fn markdown(doc: &RunDoc) -> String {
             (format!("{} / {}", num(s.load_average[0], 1), num(s.load_average[1], 1)), None)
         }),
     ];
+    if p.link_delay_ms > 0.0 {
+        // Latencies in round trips of the emulated link, beside the milliseconds they come from.
+        let at = rows.iter().position(|(name, _)| *name == "get success").unwrap_or(rows.len());
+        let in_rtts: [(&str, Cell); 4] = [
+            ("put median / p95 / p99 / max, round trips", |s| round_trips(&s.put)),
+            ("get (no local copy) median / p95 / p99 / max, round trips", |s| round_trips(&s.get)),
+            ("lookup alone median / p95 / p99 / max, round trips", |s| round_trips(&s.lookup)),
+            ("concurrent get median / p95 / p99 / max, round trips", |s| {
+                round_trips(&s.concurrent_get)
+            }),
+        ];
+        rows.splice(at..at, in_rtts);
+    }
     for (name, cell) in rows {
         let mut line = format!("| {name} |");
         let mut vals = Vec::new();
@@ -317,6 +362,11 @@ pub fn markdown_merged(m: &Merged) -> String {
     }
     let _ = writeln!(out, "{line}");
     for f in FIGURES {
+        // A figure no system has (round trips without --link-delay, wire counts without a
+        // namespace of its own) is left out.
+        if m.systems.iter().all(|s| !s.figures.contains_key(f.key)) {
+            continue;
+        }
         let mut line = format!("| {} |", f.label);
         for s in &m.systems {
             let _ = write!(line, " {} |", spread(s.figures.get(f.key), shown(f.unit)));
@@ -343,6 +393,9 @@ fn variant(p: &Params, profile: &str) -> String {
     }
     if p.durable {
         parts.push("durable".into());
+    }
+    if p.link_delay_ms > 0.0 {
+        parts.push(format!("link delay {} ms (RTT {} ms)", p.link_delay_ms, 2.0 * p.link_delay_ms));
     }
     if p.replication != 5 {
         parts.push(format!("R = {}", p.replication));
