@@ -12,12 +12,20 @@
 //! rejoin rounds) each get their dial, and libp2p keeps both connections (19 % more connections
 //! than peer pairs in a 40-peer overlay on 127.0.0.1), each probed and holding its buffers. When
 //! a peer has connections dialed from both ends, both ends close the ones dialed by the greater
-//! peer id, so they close the same ones. A request caught on a closed connection is sent again
-//! on the one kept (`EventLoop::resend`).
+//! peer id, so they close the same ones, [`DUPLICATE_GRACE`] later: libp2p-kad does not fail a
+//! query's request that was on a connection closed while another to the peer remains, so a
+//! duplicate closed at once under a join's walk left that walk waiting for its request timeout
+//! (100 peers started in 30 s instead of 4). A value-protocol request caught on a closed
+//! connection is sent again on the one kept (`EventLoop::resend`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::DeniedUpgrade;
@@ -30,6 +38,10 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+/// How long a duplicate connection stays open before it is closed: long enough for the requests
+/// a join or a lookup started on it to end.
+pub const DUPLICATE_GRACE: Duration = Duration::from_secs(10);
+
 /// Keeps connections to the chosen peers open, and one connection per peer.
 #[derive(Debug)]
 pub struct Behaviour {
@@ -38,6 +50,12 @@ pub struct Behaviour {
     keep: HashSet<PeerId>,
     connections: HashMap<PeerId, Vec<Conn>>,
     pending: VecDeque<ToSwarm<Infallible, bool>>,
+    /// How long a duplicate stays open ([`DUPLICATE_GRACE`]).
+    grace: Duration,
+    /// Wakes the behaviour when the next duplicate is due to close.
+    timer: Pin<Box<Sleep>>,
+    /// Whether `timer` is set for a duplicate.
+    armed: bool,
 }
 
 /// One established connection.
@@ -46,14 +64,29 @@ struct Conn {
     id: ConnectionId,
     /// Whether this peer dialed it.
     ours: bool,
-    /// Whether it was asked to close (as a duplicate).
+    /// When it is to be closed, as a duplicate.
+    close_at: Option<Instant>,
+    /// Whether it was asked to close.
     closing: bool,
 }
 
 impl Behaviour {
     /// The behaviour of the peer `local`.
     pub fn new(local: PeerId) -> Self {
-        Self { local, keep: HashSet::new(), connections: HashMap::new(), pending: VecDeque::new() }
+        Self::with_grace(local, DUPLICATE_GRACE)
+    }
+
+    /// With duplicates closed `grace` after they appear (tests use a short one).
+    pub(crate) fn with_grace(local: PeerId, grace: Duration) -> Self {
+        Self {
+            local,
+            keep: HashSet::new(),
+            connections: HashMap::new(),
+            pending: VecDeque::new(),
+            grace,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
     }
 
     /// The peers whose connections stay open from now on (the others fall back to the idle
@@ -81,20 +114,50 @@ impl Behaviour {
 
     fn handler(&mut self, peer: PeerId, id: ConnectionId, ours: bool) -> Handler {
         let conns = self.connections.entry(peer).or_default();
-        conns.push(Conn { id, ours, closing: false });
+        conns.push(Conn { id, ours, close_at: None, closing: false });
         // Dialed from both ends: the greater id's dials go, at both ends alike.
         if conns.iter().any(|c| c.ours) && conns.iter().any(|c| !c.ours) {
             let close_ours = self.local > peer;
-            for c in conns.iter_mut().filter(|c| c.ours == close_ours && !c.closing) {
-                c.closing = true;
-                tracing::debug!(%peer, connection = ?c.id, "closing a duplicate connection");
-                self.pending.push_back(ToSwarm::CloseConnection {
-                    peer_id: peer,
-                    connection: CloseConnection::One(c.id),
-                });
+            let at = Instant::now() + self.grace;
+            for c in conns.iter_mut().filter(|c| c.ours == close_ours && c.close_at.is_none()) {
+                c.close_at = Some(at);
+            }
+            if !self.armed {
+                self.timer.as_mut().reset(at);
+                self.armed = true;
             }
         }
         Handler { keep: self.keep.contains(&peer) }
+    }
+
+    /// Asks the swarm to close the duplicates whose grace ended; sets the timer for the next.
+    fn close_due(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        for (peer, conns) in &mut self.connections {
+            // The one kept may have gone meanwhile: then the duplicate is all there is.
+            if !conns.iter().any(|c| c.close_at.is_none()) {
+                conns.iter_mut().for_each(|c| c.close_at = None);
+                continue;
+            }
+            for c in conns.iter_mut().filter(|c| !c.closing) {
+                match c.close_at {
+                    Some(at) if at <= now => {
+                        c.closing = true;
+                        tracing::debug!(%peer, connection = ?c.id, "closing a duplicate connection");
+                        self.pending.push_back(ToSwarm::CloseConnection {
+                            peer_id: *peer,
+                            connection: CloseConnection::One(c.id),
+                        });
+                    }
+                    Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                    None => {}
+                }
+            }
+        }
+        self.armed = next.is_some();
+        if let Some(at) = next {
+            self.timer.as_mut().reset(at);
+        }
     }
 }
 
@@ -132,7 +195,17 @@ impl NetworkBehaviour for Behaviour {
         match e {}
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        if self.armed && self.timer.as_mut().poll(cx).is_ready() {
+            self.close_due(Instant::now());
+            if self.armed {
+                // Registers the waker for the next one.
+                let _ = self.timer.as_mut().poll(cx);
+            }
+        }
         match self.pending.pop_front() {
             Some(event) => Poll::Ready(event),
             None => Poll::Pending,
@@ -219,7 +292,9 @@ mod tests {
             .with_tokio()
             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
             .unwrap()
-            .with_behaviour(|key| Behaviour::new(key.public().to_peer_id()))
+            .with_behaviour(|key| {
+                Behaviour::with_grace(key.public().to_peer_id(), Duration::from_millis(300))
+            })
             .unwrap()
             // Connections are closed only as duplicates within the test.
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
