@@ -406,9 +406,18 @@ impl EventLoop {
     }
 
     /// The request op `id` sent as `kind`, built again for a resend (Fetch and Store are
-    /// idempotent): `None` when the op no longer waits for it.
+    /// idempotent): `None` when the op no longer waits for it, or when a new request could
+    /// not time out before the op's deadline. A connection closed under a request (a
+    /// duplicate closed, a peer dropped by the liveness probes) must not restart the clock
+    /// on a peer that is gone: the op would then end at its deadline instead of counting
+    /// that peer as failed (a get of a missing key with one replica cut off timed out so).
     pub(super) fn request_again(&self, id: OpId, kind: Kind) -> Option<Request> {
-        match (self.ops.get(&id)?, kind) {
+        let running = self.ops.get(&id)?;
+        let retry_ends = self.now().mono + crate::behaviour::peer_timeout(self.config.timeout);
+        if retry_ends > running.deadline() {
+            return None;
+        }
+        match (running, kind) {
             (Running::Put { op, .. }, Kind::Fetch) => Some(self.op_config.fetch(&op.record().key)),
             (Running::Put { op, .. }, Kind::Store) => {
                 Some(Request::Store { record: op.record().clone() })
