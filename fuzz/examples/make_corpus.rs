@@ -53,7 +53,8 @@ fn protocol(dir: &Path) -> Result<()> {
     let requests = [
         ("store", Request::Store { record: records[0].clone() }),
         ("store-tombstone", Request::Store { record: records[2].clone() }),
-        ("fetch", Request::Fetch { key: "greeting".into(), near: 5 }),
+        ("fetch", Request::Fetch { key: "greeting".into(), near: 5, version_only: false }),
+        ("fetch-version", Request::Fetch { key: "greeting".into(), near: 5, version_only: true }),
         ("digest", Request::Digest { entries: vec![("greeting".into(), Hlc::new(NOW_MS, 0))] }),
         ("summary", Request::Summary { buckets: vec![(7, 2, 0xdead_beef), (300, 1, 5)] }),
         ("store-many", Request::StoreMany { records: records[3..].to_vec() }),
@@ -73,6 +74,14 @@ fn protocol(dir: &Path) -> Result<()> {
             },
         ),
         ("found-nothing", Response::Found { record: None, near: vec![], down: vec![] }),
+        (
+            "version",
+            Response::Version {
+                held: Some(records[1].stamp()),
+                near: vec![(peer, vec![addr.clone()])],
+                down: vec![],
+            },
+        ),
         ("missing", Response::Missing { keys: vec!["a".into(), "b".into()] }),
         ("mismatch", Response::Mismatch { buckets: vec![1, 200] }),
         (

@@ -43,7 +43,10 @@ async fn fetch_ms(prober: &Node, target: libp2p::PeerId) -> f64 {
     let t = Instant::now();
     let answer = tokio::time::timeout(
         WAIT,
-        prober.send_request(target, Request::Fetch { key: "probe".into(), near: 0 }),
+        prober.send_request(
+            target,
+            Request::Fetch { key: "probe".into(), near: 0, version_only: false },
+        ),
     )
     .await
     .expect("a fetch within the limit")

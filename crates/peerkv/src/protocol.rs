@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::admission::{BudgetedBuf, ReadBudget};
 use crate::clock::Hlc;
-use crate::record::{Record, MAX_KEY_LEN};
+use crate::record::{Record, Stamp, MAX_KEY_LEN};
 
 /// Protocol id of the value protocol.
 pub const KV_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerkv/kv/1.0.0");
@@ -48,6 +48,11 @@ pub enum Request {
         /// [`MAX_NEAR`]; 0 for none).
         #[serde(default)]
         near: u16,
+        /// Answer with the record's [`Stamp`] only ([`Response::Version`]), not the record: a
+        /// get fetches one whole record and the versions of the others, a put only the
+        /// versions. A peer that does not know the field answers [`Response::Found`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        version_only: bool,
     },
     /// Replica upkeep: the keys and versions I hold that you should hold too; answer with the
     /// ones you lack or hold older.
@@ -110,6 +115,18 @@ pub enum Response {
         /// recently): a search counts them as failed replicas instead of forgetting them, so
         /// the two sides of a partition do not each form a quorum of their own. Empty when
         /// none (and left out on the wire).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        down: Vec<PeerId>,
+    },
+    /// The answer to a [`Request::Fetch`] with `version_only`: what [`Response::Found`] says,
+    /// with the record's stamp in place of the record.
+    Version {
+        /// The stamp of the record held, or `None` when the replica holds nothing for the key.
+        held: Option<Stamp>,
+        /// As in [`Response::Found`].
+        #[serde(default)]
+        near: Vec<(PeerId, Vec<Multiaddr>)>,
+        /// As in [`Response::Found`].
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         down: Vec<PeerId>,
     },
@@ -374,7 +391,8 @@ mod tests {
         for req in [
             Request::Store { record: sample_record(Some(b"v".to_vec())) },
             Request::Store { record: sample_record(None) },
-            Request::Fetch { key: "k".into(), near: 5 },
+            Request::Fetch { key: "k".into(), near: 5, version_only: false },
+            Request::Fetch { key: "k".into(), near: 5, version_only: true },
             Request::Digest { entries: vec![("k".into(), Hlc::new(3, 4))] },
             Request::Summary { buckets: vec![(7, 2, 0xdead_beef)] },
             Request::StoreMany { records: vec![sample_record(None)] },
@@ -395,6 +413,12 @@ mod tests {
                 near: vec![(PeerId::random(), vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()])],
                 down: vec![PeerId::random()],
             },
+            Response::Version {
+                held: Some(sample_record(None).stamp()),
+                near: vec![(PeerId::random(), vec![])],
+                down: vec![],
+            },
+            Response::Version { held: None, near: vec![], down: vec![PeerId::random()] },
             Response::Rejected { reason: "no".into() },
             Response::Missing { keys: vec!["a".into()] },
             Response::Mismatch { buckets: vec![1, 200] },
@@ -521,9 +545,38 @@ mod tests {
         }
         let req: Request =
             decode(&encode(&OldRequest::Fetch { key: "k".into() }).unwrap()).unwrap();
-        assert_eq!(req, Request::Fetch { key: "k".into(), near: 0 });
+        assert_eq!(req, Request::Fetch { key: "k".into(), near: 0, version_only: false });
         let res: Response = decode(&encode(&OldResponse::Found { record: None }).unwrap()).unwrap();
         assert_eq!(res, Response::Found { record: None, near: vec![], down: vec![] });
+    }
+
+    /// A whole-record fetch goes on the wire as before (a peer that does not know
+    /// `version_only` reads it), and a version-only one reads at a peer that does not know the
+    /// field as an ordinary fetch (it answers with the record, which the asker takes).
+    #[test]
+    fn version_only_fetches_read_at_peers_that_do_not_know_them() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        enum OldRequest {
+            Fetch { key: String, near: u16 },
+        }
+        let plain = Request::Fetch { key: "k".into(), near: 5, version_only: false };
+        assert_eq!(
+            encode(&plain).unwrap(),
+            encode(&OldRequest::Fetch { key: "k".into(), near: 5 }).unwrap()
+        );
+        let brief = Request::Fetch { key: "k".into(), near: 5, version_only: true };
+        let old: OldRequest = decode(&encode(&brief).unwrap()).unwrap();
+        assert_eq!(old, OldRequest::Fetch { key: "k".into(), near: 5 });
+    }
+
+    /// A version answer is small whatever the value's size.
+    #[test]
+    fn a_version_answer_carries_no_value() {
+        let record = sample_record(Some(vec![0xab; 1000]));
+        let found = Response::Found { record: Some(record.clone()), near: vec![], down: vec![] };
+        let version = Response::Version { held: Some(record.stamp()), near: vec![], down: vec![] };
+        let (found, version) = (encode(&found).unwrap().len(), encode(&version).unwrap().len());
+        assert!(found > 1000 && version < 200, "found {found} bytes, version {version}");
     }
 
     proptest! {
@@ -533,7 +586,7 @@ mod tests {
             let record = Record::sign(&kp, key.clone(), value, Hlc::new(ms, c), None).unwrap();
             let req = Request::Store { record };
             prop_assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
-            let fetch = Request::Fetch { key, near: 3 };
+            let fetch = Request::Fetch { key, near: 3, version_only: ms % 2 == 0 };
             prop_assert_eq!(decode::<Request>(&encode(&fetch).unwrap()).unwrap(), fetch);
         }
 

@@ -56,6 +56,34 @@ impl fmt::Debug for Record {
     }
 }
 
+/// What a replica holds for a key without the value: enough to order it against other records
+/// (the first two keys of [`Record::precedence`]) and to tell a deletion. A replica asked for
+/// the version only answers with it ([`Response::Version`](crate::protocol::Response::Version));
+/// it is not signed, so it only decides whether the whole record is worth fetching, and a record
+/// fetched is checked as always.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The record's version.
+    pub version: Hlc,
+    /// The writer's public key, protobuf-encoded.
+    #[serde(with = "serde_bytes")]
+    pub writer: Vec<u8>,
+    /// Whether the record is a tombstone.
+    pub tombstone: bool,
+}
+
+impl Stamp {
+    /// The order of [`Record::precedence`] on version and writer: `Equal` for the same write.
+    pub fn precedence(&self, other: &Stamp) -> Ordering {
+        self.version.cmp(&other.version).then_with(|| self.writer.cmp(&other.writer))
+    }
+
+    /// Whether the version is further ahead of `now_ms` than a replica accepts.
+    pub fn from_the_future(&self, now_ms: u64) -> bool {
+        self.version.ms.saturating_sub(now_ms) > MAX_CLOCK_AHEAD_MS
+    }
+}
+
 /// Why a record was refused. Its `Display` is the reason sent back to the writer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -243,6 +271,11 @@ impl Record {
             return Err(RecordError::FromTheFuture { version: self.version, ahead_ms });
         }
         Ok(())
+    }
+
+    /// The record's [`Stamp`].
+    pub fn stamp(&self) -> Stamp {
+        Stamp { version: self.version, writer: self.writer.clone(), tombstone: self.is_tombstone() }
     }
 
     /// The total order replicas agree on: version first, then the writer's id, then (only for

@@ -301,7 +301,10 @@ async fn forged_records_are_rejected_and_change_nothing() {
     }
     let held = within(
         "fetch",
-        sender.send_request(replica, Request::Fetch { key: "guarded".into(), near: 0 }),
+        sender.send_request(
+            replica,
+            Request::Fetch { key: "guarded".into(), near: 0, version_only: false },
+        ),
     )
     .await
     .expect("fetch");
@@ -337,7 +340,10 @@ async fn a_fetch_answer_names_the_replicas() {
     let replier = outside.next().expect("another non-replica");
     let answer = within(
         "fetch",
-        asker.send_request(replier.peer_id(), Request::Fetch { key: "hinted".into(), near: 5 }),
+        asker.send_request(
+            replier.peer_id(),
+            Request::Fetch { key: "hinted".into(), near: 5, version_only: false },
+        ),
     )
     .await
     .expect("fetch");

@@ -280,6 +280,12 @@ fn run(world: &mut World, mut op: Op, first: Vec<Action>, schedule: &[Step], r: 
                 trace.stranger_records.push(rec.clone());
                 let response = if i % 3 == 0 {
                     Response::Stored { version: Hlc::new(BASE_MS + 90_000, 0) }
+                } else if i % 5 == 0 {
+                    Response::Version {
+                        held: Some(rec.stamp()),
+                        near: vec![(peer, Vec::new())],
+                        down: Vec::new(),
+                    }
                 } else {
                     Response::Found {
                         record: Some(rec),
@@ -384,13 +390,16 @@ fn check_repairs(trace: &Trace) {
         let answered =
             trace.answers.get(peer).expect("a repair went to a peer that never answered");
         for a in answered {
-            if let Response::Found { record: Some(held), .. } = a {
-                assert_eq!(
-                    rec.precedence(held),
-                    std::cmp::Ordering::Greater,
-                    "repaired a replica that held as much"
-                );
-            }
+            let held = match a {
+                Response::Found { record: Some(held), .. } => held.stamp(),
+                Response::Version { held: Some(held), .. } => held.clone(),
+                _ => continue,
+            };
+            assert_eq!(
+                rec.stamp().precedence(&held),
+                std::cmp::Ordering::Greater,
+                "repaired a replica that held as much"
+            );
         }
     }
 }

@@ -78,7 +78,10 @@ async fn concurrent_writes_share_commits() {
     // Acknowledged means readable here.
     let found = within(
         "fetch",
-        sender.send_request(target, Request::Fetch { key: "key-00199".into(), near: 0 }),
+        sender.send_request(
+            target,
+            Request::Fetch { key: "key-00199".into(), near: 0, version_only: false },
+        ),
     )
     .await
     .expect("fetch");

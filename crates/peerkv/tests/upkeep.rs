@@ -117,7 +117,11 @@ async fn an_idle_round_sends_digests_only() {
     for (&i, others) in &partners {
         for &o in others {
             for _ in 0..2 {
-                let fetch = Request::Fetch { key: "after-the-summaries".into(), near: 0 };
+                let fetch = Request::Fetch {
+                    key: "after-the-summaries".into(),
+                    near: 0,
+                    version_only: false,
+                };
                 within("fetch", nodes[i].send_request(ids[o], fetch)).await.expect("fetch");
             }
         }

@@ -20,19 +20,20 @@ use std::time::Duration;
 use libp2p::PeerId;
 
 use super::put::learn;
+use super::search::Fetching;
 use super::{
     observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Verdict, View,
 };
 use crate::command::GetReport;
 use crate::error::Error;
 use crate::protocol::{Request, Response};
-use crate::record::MAX_KEY_LEN;
+use crate::record::{Stamp, MAX_KEY_LEN};
 
 /// One get in flight.
 #[derive(Debug)]
 pub struct GetOp {
     key: String,
-    search: Search,
+    search: Box<Search>,
     /// Whether the caller has its answer.
     replied: bool,
     /// Whether the op ended (answers all in, or the deadline) and repaired what it could.
@@ -75,9 +76,10 @@ impl GetOp {
         search.seed(env.local, view);
         search.allow_widening();
         search.limit_to(search.needed());
+        search.fetch_versions(Fetching::AsNeeded);
         let mut op = GetOp {
             key,
-            search,
+            search: Box::new(search),
             replied: false,
             done: false,
             sent: HashMap::new(),
@@ -93,6 +95,12 @@ impl GetOp {
     /// The key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The Fetch this op sends remote `peer` (again, when its connection closed under it):
+    /// for the whole record or its version only ([`Fetching::AsNeeded`]).
+    pub fn fetch_request(&self, peer: &PeerId) -> Request {
+        self.config.fetch(&self.key, self.search.version_only(peer))
     }
 
     /// When the op fails with `Timeout` if it has not answered.
@@ -167,6 +175,18 @@ impl GetOp {
                             Err(reason) => self.search.fail(peer, reason),
                         }
                     }
+                    Response::Version { held, near, down } => {
+                        match check_version(&self.search, &peer, held, env.now) {
+                            Ok(held) => {
+                                if let Some(stamp) = &held {
+                                    observe(env.clock, env.now, stamp.version);
+                                }
+                                self.search.answer_version(peer, held);
+                                learn(&mut self.search, peer, near, down, env, &mut actions);
+                            }
+                            Err(reason) => self.search.fail(peer, reason),
+                        }
+                    }
                     Response::Rejected { reason } => {
                         self.search.fail(peer, format!("rejected: {reason}"))
                     }
@@ -201,12 +221,16 @@ impl GetOp {
                 }
             });
             for peer in ask.iter().filter(|p| **p != env.local) {
-                let request = self.config.fetch(&self.key);
+                let request = self.fetch_request(peer);
                 self.sent.insert(*peer, env.now.mono);
                 actions.push(Action::Send { peer: *peer, kind: Kind::Fetch, request });
             }
             if ask.contains(&env.local) {
-                let request = Request::Fetch { key: self.key.clone(), near: 0 };
+                let request = Request::Fetch {
+                    key: self.key.clone(),
+                    near: 0,
+                    version_only: self.search.version_only(&env.local),
+                };
                 actions.push(Action::Send { peer: env.local, kind: Kind::Fetch, request });
             }
         }
@@ -270,5 +294,26 @@ impl GetOp {
             hops: self.search.hops(),
             elapsed: now.mono.saturating_sub(self.started),
         }
+    }
+}
+
+/// A version answer as it may count: asked for (a peer asked for its whole record must send
+/// it), and not from further in the future than replicas accept.
+pub(super) fn check_version(
+    search: &Search,
+    peer: &PeerId,
+    held: Option<Stamp>,
+    now: Now,
+) -> Result<Option<Stamp>, String> {
+    if !search.version_only(peer) {
+        return Err("answered with a version where its record was asked for".into());
+    }
+    match held {
+        Some(stamp) if stamp.from_the_future(now.wall_ms) => Err(format!(
+            "version {} is more than {} ms ahead of this peer's clock",
+            stamp.version,
+            crate::record::MAX_CLOCK_AHEAD_MS
+        )),
+        held => Ok(held),
     }
 }

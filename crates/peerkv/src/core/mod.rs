@@ -183,12 +183,13 @@ impl OpConfig {
         }
     }
 
-    /// The Fetch a search sends a remote peer: what it holds of `key` and the R peers it knows
-    /// nearest to it.
-    pub fn fetch(&self, key: &str) -> Request {
+    /// The Fetch a search sends a remote peer: what it holds of `key` (its whole record, or
+    /// with `version_only` the record's stamp) and the R peers it knows nearest to it.
+    pub fn fetch(&self, key: &str, version_only: bool) -> Request {
         Request::Fetch {
             key: key.to_owned(),
             near: u16::try_from(self.replication).unwrap_or(u16::MAX),
+            version_only,
         }
     }
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
+use super::get::check_version;
+use super::search::Fetching;
 use super::{observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Tally, View};
 use crate::clock::Hlc;
 use crate::command::PutReport;
@@ -100,6 +102,7 @@ impl PutOp {
         let mut search =
             Search::new(&key, config.replication, config.write_quorum, config.search_budget);
         search.seed(env.local, view);
+        search.fetch_versions(Fetching::Versions);
         let mut op = PutOp {
             record,
             phase: Phase::Searching(Box::new(search)),
@@ -114,6 +117,12 @@ impl PutOp {
         };
         let actions = op.step(env);
         Ok((op, actions))
+    }
+
+    /// The Fetch this op's search sends a remote peer (again, when its connection closed
+    /// under it): versions only, all a put needs of what is held.
+    pub fn fetch_request(&self) -> Request {
+        self.config.fetch(&self.record.key, true)
     }
 
     /// The record this put writes (signed again if the search saw a newer version).
@@ -171,6 +180,18 @@ impl PutOp {
                             Err(reason) => search.fail(peer, reason),
                         }
                     }
+                    Response::Version { held, near, down } => {
+                        match check_version(search, &peer, held, env.now) {
+                            Ok(held) => {
+                                if let Some(stamp) = &held {
+                                    observe(env.clock, env.now, stamp.version);
+                                }
+                                search.answer_version(peer, held);
+                                learn(search, peer, near, down, env, &mut actions);
+                            }
+                            Err(reason) => search.fail(peer, reason),
+                        }
+                    }
                     Response::Rejected { reason } => {
                         search.fail(peer, format!("rejected: {reason}"))
                     }
@@ -215,11 +236,12 @@ impl PutOp {
         let ask = search.next_to_ask();
         // Remote peers first: the driver serves this peer's request after the others are out.
         for peer in ask.iter().filter(|p| **p != env.local) {
-            let request = self.config.fetch(&self.record.key);
+            let request = self.config.fetch(&self.record.key, true);
             actions.push(Action::Send { peer: *peer, kind: Kind::Fetch, request });
         }
         if ask.contains(&env.local) {
-            let request = Request::Fetch { key: self.record.key.clone(), near: 0 };
+            let request =
+                Request::Fetch { key: self.record.key.clone(), near: 0, version_only: true };
             actions.push(Action::Send { peer: env.local, kind: Kind::Fetch, request });
         }
         if search.settled(search.needed()) {
@@ -236,10 +258,10 @@ impl PutOp {
         };
         self.window = search.window_peers();
         self.hops = search.hops();
-        let newest = search.newest();
-        self.existed = newest.as_ref().is_some_and(|r| !r.is_tombstone());
+        let newest = search.newest_stamp();
+        self.existed = newest.as_ref().is_some_and(|s| !s.tombstone);
         if let Some(newest) = newest {
-            if self.record.precedence(&newest) != std::cmp::Ordering::Greater {
+            if self.record.stamp().precedence(&newest) != std::cmp::Ordering::Greater {
                 // The answers advanced our clock (`observe`, capped at half the skew limit
                 // ahead): a tick now is past the version held, unless it is further ahead
                 // than we follow; then the put goes out as it is and reports `superseded_by`.
@@ -252,7 +274,7 @@ impl PutOp {
                     version,
                     old.expires_at,
                 ) {
-                    if record.precedence(&newest) == std::cmp::Ordering::Greater {
+                    if record.stamp().precedence(&newest) == std::cmp::Ordering::Greater {
                         self.record = record;
                     }
                 }
@@ -428,6 +450,7 @@ pub(super) fn learn(
 mod tests {
     use super::*;
     use crate::clock::Clock;
+    use crate::record::Stamp;
     use libp2p::identity::Keypair;
 
     /// Defect 9 of issue 10: when every peer tried failed, the put said `0 of 0 replicas
@@ -476,5 +499,87 @@ mod tests {
         assert!(text.contains("none of the 1 peer known could be reached"), "{text}");
         assert!(text.contains("refused") && !text.contains("0 of 0"), "{text}");
         assert!(op.is_done());
+    }
+
+    /// A put asks versions only, and a version answered above its own (a writer whose clock
+    /// runs ahead) has it signed again past that version before it is stored.
+    #[test]
+    fn a_put_asks_versions_and_writes_past_a_newer_one() {
+        let keypair = Keypair::generate_ed25519();
+        let local = keypair.public().to_peer_id();
+        let other = PeerId::random();
+        let mut clock = Clock::new();
+        let not_kv = |_: &PeerId| false;
+        let wall_ms = 1_800_000_000_000;
+        let mut env = Env {
+            now: Now { mono: Duration::ZERO, wall_ms },
+            local,
+            clock: &mut clock,
+            keypair: &keypair,
+            known: 1,
+            not_kv: &not_kv,
+            rtts: &mut crate::core::Rtts::default(),
+        };
+        let config = OpConfig {
+            replication: 2,
+            write_quorum: Some(2),
+            read_quorum: None,
+            max_value_size: 1024,
+            timeout: Duration::from_secs(10),
+            search_budget: 40,
+            mdns: false,
+            bootstrap: 0,
+        };
+        let view = View { nearest: vec![other], suspects: Vec::new(), connected: true };
+        let (mut op, actions) =
+            PutOp::start("k".into(), Some(b"v".to_vec()), None, view, config, &mut env)
+                .expect("starts");
+        for a in &actions {
+            let Action::Send { request: Request::Fetch { version_only, .. }, .. } = a else {
+                panic!("expected fetches, got {a:?}")
+            };
+            assert!(version_only, "{a:?}");
+        }
+        let ahead = Hlc::new(wall_ms + 60_000, 3);
+        let theirs = Record::sign(
+            &Keypair::generate_ed25519(),
+            "k".into(),
+            Some(b"w".to_vec()),
+            ahead,
+            None,
+        )
+        .expect("signs");
+        let answer = Response::Version { held: None, near: Vec::new(), down: Vec::new() };
+        let input = Input::Answer { peer: local, kind: Kind::Fetch, response: answer };
+        assert!(op.handle(input, &mut env).is_empty());
+        let answer =
+            Response::Version { held: Some(theirs.stamp()), near: Vec::new(), down: Vec::new() };
+        let input = Input::Answer { peer: other, kind: Kind::Fetch, response: answer };
+        let actions = op.handle(input, &mut env);
+        let stores: Vec<&Record> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { request: Request::Store { record }, .. } => Some(record),
+                _ => None,
+            })
+            .collect();
+        assert!(!stores.is_empty(), "{actions:?}");
+        for r in stores {
+            assert!(r.version > ahead, "stored {} at or below {ahead}", r.version);
+        }
+        assert!(op.existed, "a live value was under the key");
+        // A version too far ahead to be believed fails its peer instead.
+        let far = Stamp {
+            version: Hlc::new(wall_ms + 2 * crate::record::MAX_CLOCK_AHEAD_MS, 0),
+            writer: Vec::new(),
+            tombstone: false,
+        };
+        let mut search = Search::new("k", 1, None, 4);
+        search.offer(other, 1);
+        search.fetch_versions(Fetching::Versions);
+        search.next_to_ask();
+        let now = Now { mono: Duration::ZERO, wall_ms };
+        let err = check_version(&search, &other, Some(far), now).expect_err("refused");
+        assert!(err.contains("ahead"), "{err}");
     }
 }

@@ -295,14 +295,22 @@ pub fn serve(
                 writes: plan.into_writes(),
             }
         }
-        Request::Fetch { key, near: wanted } => {
+        Request::Fetch { key, near: wanted, version_only } => {
             let near = if remote {
                 near(&key, usize::from(wanted).min(crate::protocol::MAX_NEAR))
             } else {
                 Near::default()
             };
-            let record = holdings.get(&key).filter(|r| !r.is_expired(now.wall_ms)).cloned();
-            Served::answer(Response::Found { record, near: near.peers, down: near.down })
+            let record = holdings.get(&key).filter(|r| !r.is_expired(now.wall_ms));
+            Served::answer(if version_only {
+                Response::Version {
+                    held: record.map(Record::stamp),
+                    near: near.peers,
+                    down: near.down,
+                }
+            } else {
+                Response::Found { record: record.cloned(), near: near.peers, down: near.down }
+            })
         }
         Request::Digest { entries } => {
             let keys = entries

@@ -16,7 +16,8 @@
 //! them holds a record, or, when none does, once every peer of the window and of the reach has
 //! answered or failed (then "not found" needs Q answers of the window too, and a record the
 //! reach holds — a newcomer displaced its holders before upkeep handed it over — is found).
-//! Before a get concludes "not found", its reach doubles to the 2R nearest live candidates:
+//! Before a get concludes "not found", its reach doubles to the 2R nearest live candidates (as
+//! soon as its first answers say "nothing held", with the rest of the R nearest):
 //! after a burst of churn, holders can sit beyond the first R.
 //!
 //! Peers near a key know their neighbourhood in full (their nearest buckets are never full), so
@@ -24,13 +25,14 @@
 //! peers the get ends after one round trip, otherwise after one or two more. The search is
 //! plain data: the event loop sends what [`Search::next_to_ask`] returns and feeds the answers back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use libp2p::kad::{KBucketDistance, KBucketKey};
 use libp2p::PeerId;
 
 use crate::placement;
-use crate::record::Record;
+use crate::record::{Record, Stamp};
 
 /// How many failure reasons an error message carries.
 const MAX_REASONS: usize = 4;
@@ -44,8 +46,31 @@ pub enum Reach {
     Asked,
     /// Answered with what it holds.
     Answered(Option<Record>),
+    /// Answered with the stamp of what it holds (asked for the version only).
+    Stamped(Option<Stamp>),
     /// Could not be asked or sent a bad answer.
     Failed,
+}
+
+/// What a search asks for besides the peers near the key ([`Search::fetch_versions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetching {
+    /// Every peer sends its whole record.
+    Records,
+    /// Whole records only where a quorum needs them (a get): until a record is in hand, at most
+    /// Q - 1 peers are asked for versions only, so any Q answers hold a record (Q asked: the
+    /// fastest sends its record; all R asked: R - Q + 1 do); once one is in hand, versions
+    /// only. A version newer than every record in hand has its peer asked for the record.
+    AsNeeded,
+    /// Versions only (a put: it needs the newest version and whether it is a deletion).
+    Versions,
+}
+
+impl Reach {
+    /// Whether the peer answered (with a record, a stamp or nothing held).
+    pub fn answered(&self) -> bool {
+        matches!(self, Reach::Answered(_) | Reach::Stamped(_))
+    }
 }
 
 /// What the search says now.
@@ -84,6 +109,13 @@ pub struct Search {
     /// from answers, failures' successors and a "not found" that needs everyone are not held
     /// back by it.
     limit: Option<usize>,
+    /// Whole records or versions ([`Search::fetch_versions`]).
+    fetching: Fetching,
+    /// The peers asked for a whole record whose answers are still to come.
+    whole: HashSet<PeerId>,
+    /// The peer asked for its whole record because its version was newer than every record in
+    /// hand, while that request is out.
+    refetching: Option<PeerId>,
     /// Why some peers failed (first few).
     pub failures: Vec<String>,
 }
@@ -105,7 +137,26 @@ impl Search {
             widened: false,
             may_widen: false,
             limit: None,
+            fetching: Fetching::Records,
+            whole: HashSet::new(),
+            refetching: None,
             failures: Vec::new(),
+        }
+    }
+
+    /// Asks for versions instead of whole records where `fetching` says so (before the first
+    /// [`Search::next_to_ask`]).
+    pub fn fetch_versions(&mut self, fetching: Fetching) {
+        self.fetching = fetching;
+    }
+
+    /// Whether the request to `peer` asks for the version only ([`Fetching`]): what the op
+    /// sends it, also when it sends the request again.
+    pub fn version_only(&self, peer: &PeerId) -> bool {
+        match self.fetching {
+            Fetching::Records => false,
+            Fetching::Versions => true,
+            Fetching::AsNeeded => !self.whole.contains(peer),
         }
     }
 
@@ -184,7 +235,7 @@ impl Search {
     /// Kademlia "hops" of the get).
     pub fn hops(&self) -> u8 {
         self.window()
-            .filter(|(_, s)| matches!(s, Reach::Answered(_)))
+            .filter(|(_, s)| matches!(s, Reach::Answered(_) | Reach::Stamped(_)))
             .map(|(p, _)| self.depth(p))
             .max()
             .unwrap_or(0)
@@ -239,23 +290,16 @@ impl Search {
         &mut self,
         rtt: &dyn Fn(&PeerId) -> Option<std::time::Duration>,
     ) -> Vec<PeerId> {
-        if self.may_widen && !self.widened {
-            let (answered, found) = self.answered();
-            let room = self.asked < self.budget;
-            let open = |s: &Reach| *s == Reach::Asked || (*s == Reach::Waiting && room);
-            let quiet = !self.window().any(|(_, s)| open(s)) && !self.reach().any(|(_, s)| open(s));
-            if answered >= self.needed() && found == 0 && quiet {
-                self.widened = true;
-            }
+        if self.may_widen && !self.widened && self.nothing_yet() {
+            self.widened = true;
         }
         let mut waiting: Vec<PeerId> =
             self.reach().filter(|(_, s)| **s == Reach::Waiting).map(|(p, _)| *p).collect();
         if let Some(limit) = self.limit {
-            let (answered, found) = self.answered();
             // "Not found" needs every one of the nearest: nothing is held back then.
-            let everyone = answered >= self.needed() && found == 0;
+            let everyone = self.nothing_yet();
             let busy = self.reach().filter(|(_, s)| **s == Reach::Asked).count()
-                + self.window().filter(|(_, s)| matches!(s, Reach::Answered(_))).count();
+                + self.window().filter(|(_, s)| s.answered()).count();
             let mut free = limit.saturating_sub(busy);
             let measured = waiting.iter().filter(|p| self.depth(p) < 2 && rtt(p).is_some()).count();
             // Once the first requests are out, the limit holds (a hedge or a failure brings in
@@ -283,12 +327,87 @@ impl Search {
             }
         }
         let room = self.budget.saturating_sub(self.asked);
-        let ask: Vec<PeerId> = waiting.into_iter().take(room).collect();
+        let mut ask: Vec<PeerId> = waiting.into_iter().take(room).collect();
         for p in &ask {
             self.state.insert(*p, Reach::Asked);
         }
         self.asked += ask.len();
+        if self.fetching == Fetching::AsNeeded {
+            // With no record in hand, at most Q - 1 peers are asked for versions only: any Q
+            // answers then hold a whole record, so the get waits for no one more than with
+            // whole records everywhere. The slowest by the estimates answer with versions.
+            // With a record in hand, versions are all the get needs.
+            if self.newest().is_none() {
+                let before = self.versions_asked().saturating_sub(ask.len());
+                let room = self.needed().saturating_sub(1).saturating_sub(before);
+                let mut by_speed: Vec<(std::time::Duration, usize, PeerId)> = ask
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (rtt(p).unwrap_or(std::time::Duration::MAX), i, *p))
+                    .collect();
+                by_speed.sort_unstable();
+                let whole = by_speed.len().saturating_sub(room);
+                self.whole.extend(by_speed.into_iter().take(whole).map(|(_, _, p)| p));
+            }
+            if let Some(p) = self.to_fetch_whole() {
+                self.state.insert(p, Reach::Asked);
+                self.whole.insert(p);
+                self.refetching = Some(p);
+                self.asked += 1;
+                ask.push(p);
+            }
+        }
         ask
+    }
+
+    /// Peers asked for versions only that have not failed (asked or answered).
+    fn versions_asked(&self) -> usize {
+        self.state
+            .iter()
+            .filter(|(p, s)| match s {
+                Reach::Asked => !self.whole.contains(p),
+                Reach::Stamped(_) => true,
+                _ => false,
+            })
+            .count()
+    }
+
+    /// A peer whose version is newer than every record in hand, to ask for its whole record
+    /// now: when no whole record is on its way, or when the quorum is already counted (the
+    /// record is all the get waits for). One such request at a time.
+    fn to_fetch_whole(&self) -> Option<PeerId> {
+        if self.refetching.is_some() {
+            return None;
+        }
+        let peer = self.behind()?;
+        let now = self.whole.is_empty() || self.answered().0 >= self.needed();
+        now.then_some(peer)
+    }
+
+    /// The peer that answered the newest version, when it is newer than every record in hand.
+    fn behind(&self) -> Option<PeerId> {
+        let best = self.newest().map(|r| r.stamp());
+        self.state
+            .iter()
+            .filter_map(|(p, s)| match s {
+                Reach::Stamped(Some(stamp)) => Some((p, stamp)),
+                _ => None,
+            })
+            .filter(|(_, stamp)| {
+                best.as_ref().map_or(true, |b| stamp.precedence(b) == Ordering::Greater)
+            })
+            .max_by(|a, b| a.1.precedence(b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(p, _)| *p)
+    }
+
+    /// Whether the window's first answers all say "nothing held" (and none holds a record):
+    /// "not found" is then likely, and it needs every one of the R nearest and then of the 2R
+    /// ([`Search::allow_widening`]), so they are all asked at once — a "not found" takes one
+    /// round trip after the first answer, not two or three. A key that exists rarely meets a
+    /// replica without it, and only then are the extra requests sent.
+    fn nothing_yet(&self) -> bool {
+        let (answered, found) = self.answered();
+        answered > 0 && found == 0
     }
 
     /// Whether `peer` was asked and has not answered or failed yet: only such a peer's answer
@@ -299,9 +418,23 @@ impl Search {
 
     /// Records `peer`'s answer (ignored unless it was asked and has not answered).
     pub fn answer(&mut self, peer: PeerId, record: Option<Record>) {
+        self.settle(peer, Reach::Answered(record));
+    }
+
+    /// Records `peer`'s answer to a version-only request: the stamp of what it holds (ignored
+    /// unless it was asked and has not answered).
+    pub fn answer_version(&mut self, peer: PeerId, held: Option<Stamp>) {
+        self.settle(peer, Reach::Stamped(held));
+    }
+
+    fn settle(&mut self, peer: PeerId, answer: Reach) {
         if let Some(s) = self.state.get_mut(&peer) {
             if *s == Reach::Asked {
-                *s = Reach::Answered(record);
+                *s = answer;
+                self.whole.remove(&peer);
+                if self.refetching == Some(peer) {
+                    self.refetching = None;
+                }
             }
         }
     }
@@ -313,6 +446,10 @@ impl Search {
                 return;
             }
             *s = Reach::Failed;
+            self.whole.remove(&peer);
+            if self.refetching == Some(peer) {
+                self.refetching = None;
+            }
             if self.failures.len() < MAX_REASONS {
                 self.failures.push(format!("{}: {reason}", crate::error::short_id(&peer)));
             }
@@ -344,6 +481,7 @@ impl Search {
     pub fn answered(&self) -> (usize, usize) {
         self.window().fold((0, 0), |(n, found), (_, s)| match s {
             Reach::Answered(r) => (n + 1, found + usize::from(r.is_some())),
+            Reach::Stamped(v) => (n + 1, found + usize::from(v.is_some())),
             _ => (n, found),
         })
     }
@@ -376,9 +514,10 @@ impl Search {
     /// fails).
     pub fn write_candidates(&self) -> Vec<PeerId> {
         let nearest: Vec<PeerId> = self.reach().map(|(p, _)| *p).collect();
-        let spares = self.ranked.values().filter(|p| {
-            !nearest.contains(p) && matches!(self.state.get(*p), Some(Reach::Answered(_)))
-        });
+        let spares = self
+            .ranked
+            .values()
+            .filter(|p| !nearest.contains(p) && self.state.get(*p).is_some_and(Reach::answered));
         let mut all = nearest.clone();
         all.extend(spares);
         all
@@ -400,7 +539,13 @@ impl Search {
         // may hold what a closer newcomer has not been handed yet (after churn).
         let reach_open = self.reach().any(|(_, s)| open(s));
         if answered >= needed && (found > 0 || !(window_open || reach_open)) {
-            Verdict::Ready
+            if self.fetching == Fetching::AsNeeded && self.behind().is_some() {
+                // A version newer than every record in hand: its record is being fetched
+                // (`next_to_ask` asks for it).
+                Verdict::Pending
+            } else {
+                Verdict::Ready
+            }
         } else if window_open || (answered >= needed && reach_open) {
             Verdict::Pending
         } else {
@@ -417,17 +562,37 @@ impl Search {
         .cloned()
     }
 
-    /// The nearest candidates that answered with nothing or with a record older than
-    /// `newest`: where read repair sends it.
+    /// The newest version any asked peer answered with, in a record or a stamp (what a put
+    /// must write past).
+    pub fn newest_stamp(&self) -> Option<Stamp> {
+        let records = self.newest().map(|r| r.stamp());
+        let stamps = self.state.values().filter_map(|s| match s {
+            Reach::Stamped(Some(stamp)) => Some(stamp.clone()),
+            _ => None,
+        });
+        records.into_iter().chain(stamps).max_by(|a, b| a.precedence(b))
+    }
+
+    /// The nearest candidates that answered with nothing or with a version older than
+    /// `newest`: where read repair sends it. Only the R nearest that have not failed, also when
+    /// the reach was widened: the peers past them are no replicas.
     pub fn stale(&self, newest: &Record) -> Vec<PeerId> {
         let replies: Vec<(PeerId, Option<Record>)> = self
             .reach()
+            .take(self.replication)
             .filter_map(|(p, s)| match s {
                 Reach::Answered(r) => Some((*p, r.clone())),
                 _ => None,
             })
             .collect();
-        placement::stale(newest, &replies)
+        let mut stale = placement::stale(newest, &replies);
+        let stamp = newest.stamp();
+        stale.extend(self.reach().take(self.replication).filter_map(|(p, s)| match s {
+            Reach::Stamped(None) => Some(*p),
+            Reach::Stamped(Some(held)) if held.precedence(&stamp) == Ordering::Less => Some(*p),
+            _ => None,
+        }));
+        stale
     }
 }
 
@@ -532,19 +697,163 @@ mod tests {
         s.limit_to(3);
         let first = s.next_to_ask();
         assert_eq!(first.len(), 3);
-        // An answer names a nearer peer: asked at once, whatever the limit.
+        // An answer names a nearer peer (asked at once, whatever the limit) and holds nothing:
+        // "not found" needs every one of the nearest, so the rest are asked at once too.
         s.answer(first[0], None);
         s.offer(all[0], 2);
-        assert_eq!(s.next_to_ask(), vec![all[0]]);
-        for p in first.iter().skip(1).chain([&all[0]]) {
+        let rest = s.next_to_ask();
+        assert_eq!(rest.len(), 2);
+        assert!(rest.contains(&all[0]));
+        for p in first.iter().skip(1).chain(&rest[..1]) {
             s.answer(*p, None);
         }
-        // Q said "not found": the rest of the window is asked before it is believed.
-        let rest = s.next_to_ask();
-        assert_eq!(rest.len(), 1);
-        assert_eq!(s.verdict(), Verdict::Pending);
-        s.answer(rest[0], None);
+        assert_eq!(s.verdict(), Verdict::Pending, "one of the nearest has not answered");
+        s.answer(rest[1], None);
+        assert_eq!(s.verdict(), Verdict::Ready);
         assert_eq!(s.next_to_ask().len(), 0);
+    }
+
+    /// A get's first "nothing held" asks the rest of the R nearest and the next R at once (the
+    /// widened reach "not found" needs), not in rounds; a record found there is repaired to
+    /// the R nearest only.
+    #[test]
+    fn a_first_nothing_held_asks_the_whole_widened_reach_at_once() {
+        let all = placement::rank("k", peers(8));
+        let mut s = Search::new("k", 3, Some(2), 32);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.allow_widening();
+        s.limit_to(2);
+        let zero = |_: &PeerId| Some(std::time::Duration::ZERO);
+        let first = s.next_to_ask_ranked(&zero);
+        assert_eq!(first, all[..2].to_vec());
+        s.answer(all[0], None);
+        let rest = s.next_to_ask_ranked(&zero);
+        assert_eq!(rest, all[2..6].to_vec(), "the third nearest and the next three");
+        s.answer(all[1], None);
+        s.answer(all[2], None);
+        assert_eq!(s.verdict(), Verdict::Pending, "the widened reach is still out");
+        // A displaced holder beyond the first R has it.
+        let r = record("k", 4);
+        s.answer(all[4], Some(r.clone()));
+        s.answer(all[3], None);
+        s.answer(all[5], None);
+        assert_eq!(s.verdict(), Verdict::Ready);
+        assert_eq!(s.newest(), Some(r.clone()));
+        let mut stale = s.stale(&r);
+        stale.sort();
+        let mut want = all[..3].to_vec();
+        want.sort();
+        assert_eq!(stale, want, "repair goes to the R nearest, not to the widened reach");
+    }
+
+    /// A get asks the fastest peer for its whole record and the others for their versions; a
+    /// version newer than the record in hand has its peer asked for its record before the get
+    /// answers, and repair goes to the peers whose versions are older.
+    #[test]
+    fn a_get_fetches_one_whole_record_and_the_versions_of_the_rest() {
+        let all = placement::rank("k", peers(5));
+        let mut s = Search::new("k", 5, Some(3), 32);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.limit_to(3);
+        s.fetch_versions(Fetching::AsNeeded);
+        let ms = |p: &PeerId| all.iter().position(|q| q == p).map(|i| 10 - i as u64);
+        let rtt = |p: &PeerId| ms(p).map(std::time::Duration::from_millis);
+        let first = s.next_to_ask_ranked(&rtt);
+        assert_eq!(first, vec![all[4], all[3], all[2]], "the three fastest");
+        let whole: Vec<bool> = first.iter().map(|p| !s.version_only(p)).collect();
+        assert_eq!(whole, vec![true, false, false], "only the fastest sends its record");
+        let (old, new) = (record("k", 1), record("k", 2));
+        s.answer(all[4], Some(old.clone()));
+        s.answer_version(all[3], Some(new.stamp()));
+        s.answer_version(all[2], Some(old.stamp()));
+        assert_eq!(s.answered(), (3, 3));
+        assert_eq!(s.verdict(), Verdict::Pending, "a newer version than the record in hand");
+        let again = s.next_to_ask_ranked(&rtt);
+        assert_eq!(again, vec![all[3]], "the peer with the newer version is asked for it");
+        assert!(!s.version_only(&all[3]));
+        assert_eq!(s.verdict(), Verdict::Pending);
+        s.answer(all[3], Some(new.clone()));
+        assert_eq!(s.verdict(), Verdict::Ready);
+        assert_eq!(s.newest(), Some(new.clone()));
+        let mut stale = s.stale(&new);
+        stale.sort();
+        let mut want = vec![all[4], all[2]];
+        want.sort();
+        assert_eq!(stale, want, "the older record and the older version");
+        // The same version from another peer is as good as the record.
+        let mut t = Search::new("k", 3, Some(2), 32);
+        for p in &all[..3] {
+            t.offer(*p, 1);
+        }
+        t.fetch_versions(Fetching::AsNeeded);
+        // No estimates: all three are asked, and Q - 1 = 1 of them for its version only, so
+        // any two answers hold a record.
+        let asked = t.next_to_ask();
+        assert_eq!(asked.len(), 3);
+        let (whole, brief): (Vec<PeerId>, Vec<PeerId>) =
+            asked.iter().partition(|p| !t.version_only(p));
+        assert_eq!((whole.len(), brief.len()), (2, 1));
+        t.answer_version(brief[0], Some(new.stamp()));
+        t.answer(whole[0], Some(new.clone()));
+        assert_eq!(t.verdict(), Verdict::Ready);
+        assert!(t.next_to_ask().is_empty());
+        assert!(t.stale(&new).is_empty(), "the same version is not stale");
+    }
+
+    /// With no record in hand, a failure of the peer asked for it or a hedge brings in a
+    /// whole-record request; "not found" from every version needs no record at all.
+    #[test]
+    fn a_get_asks_another_for_the_record_when_its_peer_fails_or_is_late() {
+        let all = placement::rank("k", peers(5));
+        let mut s = Search::new("k", 5, Some(3), 32);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.limit_to(3);
+        s.fetch_versions(Fetching::AsNeeded);
+        let zero = |_: &PeerId| Some(std::time::Duration::ZERO);
+        let first = s.next_to_ask_ranked(&zero);
+        let whole = *first.iter().find(|p| !s.version_only(p)).expect("one whole");
+        s.fail(whole, "gone");
+        let next = s.next_to_ask_ranked(&zero);
+        assert_eq!(next.len(), 1);
+        assert!(!s.version_only(&next[0]), "the replacement sends its record");
+        // That one is late: a hedge asks one more for the record.
+        assert!(s.hedge());
+        let hedge = s.next_to_ask_ranked(&zero);
+        assert_eq!(hedge.len(), 1);
+        assert!(!s.version_only(&hedge[0]));
+        // Every version says nothing is held: "not found", no record needed.
+        for p in first.iter().filter(|p| **p != whole) {
+            s.answer_version(*p, None);
+        }
+        s.answer(next[0], None);
+        s.answer(hedge[0], None);
+        assert_eq!(s.verdict(), Verdict::Ready);
+        assert_eq!(s.newest(), None);
+    }
+
+    /// A put's search asks for versions only, and writes past the newest one answered.
+    #[test]
+    fn a_put_search_asks_versions_only() {
+        let all = placement::rank("k", peers(3));
+        let mut s = Search::new("k", 3, None, 32);
+        for p in &all {
+            s.offer(*p, 1);
+        }
+        s.fetch_versions(Fetching::Versions);
+        let asked = s.next_to_ask();
+        assert!(asked.iter().all(|p| s.version_only(p)));
+        s.answer_version(all[0], Some(record("k", 7).stamp()));
+        s.answer_version(all[1], None);
+        s.answer(all[2], Some(record("k", 3)));
+        assert!(s.settled(2));
+        assert_eq!(s.newest_stamp().map(|st| st.version), Some(Hlc::new(7, 0)));
+        assert!(s.next_to_ask().is_empty(), "a put never asks for a record");
     }
 
     #[test]

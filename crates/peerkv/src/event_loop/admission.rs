@@ -130,7 +130,7 @@ mod tests {
     use super::*;
 
     fn fetch() -> Request {
-        Request::Fetch { key: "k".into(), near: 0 }
+        Request::Fetch { key: "k".into(), near: 0, version_only: false }
     }
 
     fn summary() -> Request {

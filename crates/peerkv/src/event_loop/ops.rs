@@ -411,18 +411,18 @@ impl EventLoop {
     /// duplicate closed, a peer dropped by the liveness probes) must not restart the clock
     /// on a peer that is gone: the op would then end at its deadline instead of counting
     /// that peer as failed (a get of a missing key with one replica cut off timed out so).
-    pub(super) fn request_again(&self, id: OpId, kind: Kind) -> Option<Request> {
+    pub(super) fn request_again(&self, id: OpId, kind: Kind, peer: &PeerId) -> Option<Request> {
         let running = self.ops.get(&id)?;
         let retry_ends = self.now().mono + crate::behaviour::peer_timeout(self.config.timeout);
         if retry_ends > running.deadline() {
             return None;
         }
         match (running, kind) {
-            (Running::Put { op, .. }, Kind::Fetch) => Some(self.op_config.fetch(&op.record().key)),
+            (Running::Put { op, .. }, Kind::Fetch) => Some(op.fetch_request()),
             (Running::Put { op, .. }, Kind::Store) => {
                 Some(Request::Store { record: op.record().clone() })
             }
-            (Running::Get { op, .. }, Kind::Fetch) => Some(self.op_config.fetch(op.key())),
+            (Running::Get { op, .. }, Kind::Fetch) => Some(op.fetch_request(peer)),
             (Running::Get { .. }, Kind::Store) => None,
         }
     }

@@ -444,7 +444,7 @@ impl EventLoop {
     /// Store are idempotent. Returns whether it was sent again.
     fn resend(&mut self, id: OutboundRequestId, peer: PeerId) -> bool {
         let Some(Outbound::Op { op, kind }) = self.requests.get(&id) else { return false };
-        let Some(request) = self.request_again(*op, *kind) else { return false };
+        let Some(request) = self.request_again(*op, *kind, &peer) else { return false };
         let Some(outbound) = self.requests.remove(&id) else { return false };
         tracing::debug!(%peer, "connection closed under a request: sending it again");
         let again = self.send_to(peer, request);

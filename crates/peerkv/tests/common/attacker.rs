@@ -236,5 +236,5 @@ pub fn far_store_many(batches: usize, per_batch: usize) -> Vec<Raw> {
 }
 
 pub fn fetches(n: usize) -> Vec<Raw> {
-    vec![raw(&Request::Fetch { key: "anything".into(), near: 20 }); n]
+    vec![raw(&Request::Fetch { key: "anything".into(), near: 20, version_only: false }); n]
 }
