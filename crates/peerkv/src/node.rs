@@ -57,6 +57,28 @@ impl Node {
                 crate::store::Store::new(),
             ),
         };
+        Self::start(config, keypair, store).await
+    }
+
+    /// [`Node::spawn`] with a store of the caller's instead of `config.data_dir` (which must
+    /// be unset): one whose commits go through a [`Committer`](crate::store::Committer) of its
+    /// own, such as one that fails every batch to see what peers are told then. The identity
+    /// is `config.keypair`, or a new one.
+    ///
+    /// # Errors
+    /// As [`Node::spawn`]; a `config.data_dir` is refused.
+    pub async fn spawn_with_store(config: Config, store: crate::store::Store) -> Result<Node> {
+        config.validate()?;
+        if config.data_dir.is_some() {
+            return Err(Error::Config(
+                "a node given a store of its own takes no data directory".into(),
+            ));
+        }
+        let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
+        Self::start(config, keypair, store).await
+    }
+
+    async fn start(config: Config, keypair: Keypair, store: crate::store::Store) -> Result<Node> {
         let known = store.load_peers();
         let peer_id = keypair.public().to_peer_id();
         let budget = crate::admission::ReadBudget::new(config.admission.request_budget);

@@ -121,3 +121,74 @@ async fn a_store_many_is_one_commit() {
     assert_eq!(info(&again).await.records, 2500);
     within("shutdown", again.shutdown()).await.ok();
 }
+
+/// A committer that fails every batch, as a full or broken disk does.
+struct Broken;
+
+impl peerkv::store::Committer for Broken {
+    fn commit(&mut self, _: &[peerkv::store::Job]) -> Result<(), String> {
+        Err("disk full (test)".into())
+    }
+}
+
+/// A peer whose commits fail acknowledges nothing and holds nothing: a Store is refused and a
+/// StoreMany rejects every record, each with the storage error; a put that needs it fails with
+/// that reason; and it keeps serving (fetches, its own gets) all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_commits_fail_acknowledges_nothing() {
+    let store = peerkv::store::Store::with_committer(Box::new(Broken)).expect("store");
+    let broken =
+        within("spawn", Node::spawn_with_store(local(), store)).await.expect("spawn the peer");
+    let addr = within("listen", broken.listen_addrs()).await.expect("listen")[0].clone();
+    let sender = within("spawn", Node::spawn(Config { bootstrap: vec![addr], ..local() }))
+        .await
+        .expect("spawn the sender");
+    let met = wait_for(WAIT, || async {
+        sender.info().await.is_ok_and(|i| i.routing_table == 1)
+            && broken.info().await.is_ok_and(|i| i.routing_table == 1)
+    })
+    .await;
+    assert!(met, "the two peers never met");
+    let kp = Keypair::generate_ed25519();
+    let target = broken.peer_id();
+
+    let answer =
+        within("store", sender.send_request(target, Request::Store { record: record(&kp, 1) }))
+            .await
+            .expect("an answer");
+    match answer {
+        Response::Rejected { reason } => assert!(reason.contains("disk full (test)"), "{reason}"),
+        other => panic!("a write that was not committed was answered {other:?}"),
+    }
+    let records: Vec<Record> = (2..5).map(|i| record(&kp, i)).collect();
+    let answer = within("store many", sender.send_request(target, Request::StoreMany { records }))
+        .await
+        .expect("an answer");
+    match answer {
+        Response::StoredMany { stored, rejected } => {
+            assert_eq!(stored, 0, "{rejected:?}");
+            assert_eq!(rejected.len(), 3, "{rejected:?}");
+            assert!(rejected.iter().all(|(_, r)| r.contains("disk full (test)")), "{rejected:?}");
+        }
+        other => panic!("a batch that was not committed was answered {other:?}"),
+    }
+    let fetch = Request::Fetch { key: "key-00001".into(), near: 0, version_only: false };
+    let found = within("fetch", sender.send_request(target, fetch)).await.expect("fetch");
+    assert!(matches!(found, Response::Found { record: None, .. }), "{found:?}");
+    let held = info(&broken).await;
+    assert_eq!(held.records, 0);
+    assert_eq!(held.store_commits, 0);
+    assert!(held.store_commits_failed >= 2, "{held:?}");
+
+    // Two peers, so R = 2 and W = 2: a put needs the broken peer, and says why it failed.
+    let err = within("put", sender.put("through-a-broken-disk", b"v".to_vec()))
+        .await
+        .expect_err("a put the broken peer cannot store");
+    let text = err.to_string();
+    assert!(text.contains("disk full (test)"), "{text}");
+    // The broken peer still reads what the other holds.
+    let got = within("get", broken.get("through-a-broken-disk")).await;
+    assert!(got.is_ok(), "{got:?}");
+    within("shutdown", sender.shutdown()).await.ok();
+    within("shutdown", broken.shutdown()).await.ok();
+}
