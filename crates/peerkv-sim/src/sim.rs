@@ -534,7 +534,23 @@ impl Sim {
                     self.nodes[node].members.merge(peers, Duration::from_micros(self.now));
                 }
             }
-            Purpose::Repair | Purpose::Push | Purpose::Hello { .. } => {}
+            Purpose::Push => {
+                // Refused hand-offs are not sent again at the same version for a while (the
+                // node does the same; it knows the versions it sent, here the ones held now).
+                if let Response::StoredMany { rejected, .. } = response {
+                    let n = &mut self.nodes[node];
+                    let refused = rejected
+                        .into_iter()
+                        .filter_map(|(key, _)| {
+                            let version =
+                                peerkv::core::replica::Holdings::get(&n.store, &key)?.version;
+                            Some((key, version))
+                        })
+                        .collect();
+                    n.upkeep.refused(peer, refused, Duration::from_micros(self.now));
+                }
+            }
+            Purpose::Repair | Purpose::Hello { .. } => {}
         }
     }
 

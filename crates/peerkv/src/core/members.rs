@@ -105,6 +105,9 @@ struct Member {
     seen: u32,
     /// Whether it talked with this peer itself.
     direct: bool,
+    /// Whether only Fetch answers named it (nobody vouched for it: it never talked with us and
+    /// no exchange reported a sighting): the pollution guard does not rank by it.
+    named: bool,
 }
 
 /// The members table: one vector sorted by Kademlia key (a lookup by peer hashes its id and
@@ -175,10 +178,14 @@ impl Members {
     /// something confirms it.
     pub fn named(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Duration) {
         let seen_at = now.saturating_sub(MEMBER_TTL.saturating_sub(HINT_LIFE));
-        self.upsert(peer, addrs, secs(seen_at), false);
+        self.insert(peer, addrs, secs(seen_at), false, true);
     }
 
     fn upsert(&mut self, peer: PeerId, addrs: &[Multiaddr], seen: u32, direct: bool) {
+        self.insert(peer, addrs, seen, direct, false);
+    }
+
+    fn insert(&mut self, peer: PeerId, addrs: &[Multiaddr], seen: u32, direct: bool, named: bool) {
         if peer == self.local {
             return;
         }
@@ -193,6 +200,7 @@ impl Members {
                 let m = &mut self.members[i];
                 m.seen = m.seen.max(seen);
                 m.direct |= direct;
+                m.named &= named;
                 if !addrs.is_empty() && (direct || m.addrs.is_empty()) {
                     m.addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
                 }
@@ -202,7 +210,7 @@ impl Members {
                     return; // full: hearsay does not push out what we know
                 }
                 let addrs = addrs.iter().take(MAX_NEAR_ADDRS).cloned().collect();
-                self.members.insert(i, Member { key, peer, addrs, seen, direct });
+                self.members.insert(i, Member { key, peer, addrs, seen, direct, named });
                 if self.members.len() > self.cap + self.cap / 8 {
                     self.trim();
                 }
@@ -230,6 +238,7 @@ impl Members {
         if let Some(m) = self.get_mut(peer) {
             m.seen = m.seen.max(secs(now));
             m.direct = true;
+            m.named = false;
         }
     }
 
@@ -273,6 +282,20 @@ impl Members {
         self.nearest_to(&target, n)
     }
 
+    /// [`Members::nearest`] among the members someone vouched for: those that talked with us
+    /// or that an exchange reported, not those only named in Fetch answers (what the pollution
+    /// guard ranks by: names in answers cost a hostile peer nothing, and would make this peer
+    /// refuse keys it should hold).
+    pub fn nearest_vouched(&self, key: &str, n: usize) -> Vec<PeerId> {
+        let target = key_of(KBucketKey::new(key.as_bytes().to_vec()).hashed_bytes());
+        self.nearest_where(&target, n, &|m| !m.named).into_iter().map(|m| m.peer).collect()
+    }
+
+    /// The members someone vouched for ([`Members::nearest_vouched`]), in key order.
+    pub fn vouched(&self) -> Vec<PeerId> {
+        self.members.iter().filter(|m| !m.named).map(|m| m.peer).collect()
+    }
+
     /// The `n` nearest to `key` among the members and `local` (this peer), nearest first: who
     /// should hold it by this view ([`placement::rank`](crate::placement::rank) of both).
     pub fn replicas(&self, local: PeerId, key: &str, n: usize) -> Vec<PeerId> {
@@ -301,6 +324,16 @@ impl Members {
     }
 
     fn nearest_members(&self, target: &Key, n: usize) -> Vec<&Member> {
+        self.nearest_where(target, n, &|_| true)
+    }
+
+    /// The `n` members nearest to `target` among those `keep` takes.
+    fn nearest_where(
+        &self,
+        target: &Key,
+        n: usize,
+        keep: &dyn Fn(&Member) -> bool,
+    ) -> Vec<&Member> {
         if n == 0 || self.members.is_empty() {
             return Vec::new();
         }
@@ -312,13 +345,13 @@ impl Members {
             let (low, high) = prefix_range(target, bits);
             let start = self.members.partition_point(|m| m.key < low);
             let end = self.members.partition_point(|m| m.key <= high);
-            if end - start >= n || bits == 0 {
+            if bits == 0 || self.members[start..end].iter().filter(|m| keep(m)).count() >= n {
                 break &self.members[start..end];
             }
             bits = bits.saturating_sub(2);
         };
         let mut ranked: Vec<(Key, &Member)> =
-            range.iter().map(|m| (xor(&m.key, target), m)).collect();
+            range.iter().filter(|m| keep(m)).map(|m| (xor(&m.key, target), m)).collect();
         ranked.sort_unstable_by_key(|a| a.0);
         ranked.into_iter().take(n).map(|(_, m)| m).collect()
     }
@@ -371,8 +404,9 @@ impl Members {
         now: Duration,
     ) -> Vec<(PeerId, Vec<Multiaddr>, u32)> {
         let (now, ttl) = (secs(now), secs(MEMBER_TTL));
+        // A member only named in Fetch answers has no sighting to pass on.
         let fresh: Vec<&Member> =
-            self.members.iter().filter(|m| now.saturating_sub(m.seen) < ttl).collect();
+            self.members.iter().filter(|m| !m.named && now.saturating_sub(m.seen) < ttl).collect();
         if fresh.is_empty() || n == 0 {
             return Vec::new();
         }
@@ -462,13 +496,14 @@ impl Members {
                 Ok(i) => {
                     let m = &mut self.members[i];
                     m.seen = m.seen.max(seen);
+                    m.named = false;
                     if m.addrs.is_empty() && !addrs.is_empty() {
                         m.addrs = addrs.into_iter().take(MAX_NEAR_ADDRS).collect();
                     }
                 }
                 Err(_) => {
                     let addrs = addrs.into_iter().take(MAX_NEAR_ADDRS).collect();
-                    fresh.push(Member { key, peer, addrs, seen, direct: false });
+                    fresh.push(Member { key, peer, addrs, seen, direct: false, named: false });
                 }
             }
         }
@@ -571,6 +606,43 @@ mod tests {
         m.seen(local, &[addr(1)], S);
         m.named(local, &[addr(1)], S);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn members_only_named_in_answers_are_not_vouched_for() {
+        let mut m = Members::new(PeerId::random(), 64);
+        let t = MEMBER_TTL;
+        let peers: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+        let (named, known) = peers.split_at(10);
+        for p in named {
+            m.named(*p, &[addr(1)], t);
+        }
+        for p in known {
+            m.seen(*p, &[addr(2)], t);
+        }
+        assert_eq!(m.nearest("k", 20).len(), 20, "searches still use the hints");
+        let vouched = m.nearest_vouched("k", 20);
+        assert_eq!(vouched.len(), 10);
+        assert!(vouched.iter().all(|p| known.contains(p)), "the guard ranks by vouched members");
+        let mut want = placement_rank("k", known);
+        want.truncate(3);
+        assert_eq!(m.nearest_vouched("k", 3), want, "nearest first");
+        let shared: Vec<PeerId> = m.share(64, 0, t).into_iter().map(|(p, _, _)| p).collect();
+        assert!(shared.iter().all(|p| known.contains(p)), "a hint is not passed on as a sighting");
+        // Talking with us, or an exchange's report of a sighting, vouches for a named member.
+        m.heard(&named[0], t + S);
+        m.merge(vec![(named[1], vec![], 5)], t + S);
+        m.named(named[2], &[], t + S);
+        let vouched = m.vouched();
+        assert!(vouched.contains(&named[0]) && vouched.contains(&named[1]));
+        assert!(!vouched.contains(&named[2]));
+        // A hint about a vouched member does not undo it.
+        m.named(known[0], &[], t + S);
+        assert!(m.vouched().contains(&known[0]));
+    }
+
+    fn placement_rank(key: &str, peers: &[PeerId]) -> Vec<PeerId> {
+        crate::placement::rank(key, peers.iter().copied())
     }
 
     #[test]

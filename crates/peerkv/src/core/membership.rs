@@ -35,6 +35,51 @@ pub const SUSPECT_REDIALS: usize = 4;
 pub const MAX_REJOIN_DIALS: usize = 16;
 /// Up to this many routing-table peers, every one of them is kept connected (and so pinged).
 pub const KEEP_CONNECTED_MAX: usize = 64;
+/// The rejoin timer's first pause for a peer mDNS told of whose handshake failed (a program
+/// with another `--psk` key, or none, on the same LAN); it doubles with each failure in a row.
+pub const HANDSHAKE_BACKOFF_FIRST: Duration = Duration::from_secs(30);
+/// The longest such pause.
+pub const HANDSHAKE_BACKOFF_MAX: Duration = Duration::from_secs(600);
+
+/// Peers whose handshakes failed, and until when the rejoin timer leaves them alone: a peer
+/// that answers mDNS but cannot join this swarm (another key) is not redialed every round. A
+/// host that is down or cut off fails differently (no answer, or refused) and is not held
+/// back here: it must come back as soon as it can.
+#[derive(Debug, Clone, Default)]
+pub struct Backoff {
+    failed: HashMap<PeerId, (u32, Duration)>,
+}
+
+impl Backoff {
+    /// A handshake with `peer` failed at `now`.
+    pub fn failed(&mut self, peer: PeerId, now: Duration) {
+        let (failures, until) = self.failed.entry(peer).or_insert((0, now));
+        *failures = failures.saturating_add(1);
+        let doublings = (*failures - 1).min(16);
+        let pause = HANDSHAKE_BACKOFF_FIRST.saturating_mul(1 << doublings);
+        *until = now + pause.min(HANDSHAKE_BACKOFF_MAX);
+    }
+
+    /// `peer` connected (or is forgotten): no pause.
+    pub fn clear(&mut self, peer: &PeerId) {
+        self.failed.remove(peer);
+    }
+
+    /// Whether the rejoin timer may dial `peer` at `now`.
+    pub fn allows(&self, peer: &PeerId, now: Duration) -> bool {
+        self.failed.get(peer).map_or(true, |(_, until)| now >= *until)
+    }
+
+    /// Peers held back.
+    pub fn len(&self) -> usize {
+        self.failed.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
 
 /// How a peer was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +279,29 @@ pub fn rejoin(suspects: &mut Suspects, known: Known<'_>, now: Duration) -> Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_handshake_pauses_redials_longer_each_time_until_it_connects() {
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let mut b = Backoff::default();
+        let t = Duration::from_secs(100);
+        assert!(b.allows(&peer, t));
+        b.failed(peer, t);
+        assert!(!b.allows(&peer, t + HANDSHAKE_BACKOFF_FIRST - Duration::from_secs(1)));
+        assert!(b.allows(&peer, t + HANDSHAKE_BACKOFF_FIRST));
+        assert!(b.allows(&other, t), "only that peer");
+        let t2 = t + HANDSHAKE_BACKOFF_FIRST;
+        b.failed(peer, t2);
+        assert!(!b.allows(&peer, t2 + HANDSHAKE_BACKOFF_FIRST));
+        assert!(b.allows(&peer, t2 + 2 * HANDSHAKE_BACKOFF_FIRST), "doubled");
+        for _ in 0..40 {
+            b.failed(peer, t2);
+        }
+        assert!(!b.allows(&peer, t2 + HANDSHAKE_BACKOFF_MAX - Duration::from_secs(1)));
+        assert!(b.allows(&peer, t2 + HANDSHAKE_BACKOFF_MAX), "capped");
+        b.clear(&peer);
+        assert!(b.allows(&peer, t2) && b.is_empty());
+    }
 
     fn peer() -> PeerId {
         PeerId::random()

@@ -144,7 +144,18 @@ pub struct Upkeep {
     digests: HashMap<u64, (PeerId, Vec<(String, Hlc)>)>,
     /// The id of the next digest.
     next_digest: u64,
+    /// Hand-offs a peer refused (its guard, its quotas, its limits): `(peer, key)` → the
+    /// version refused and until when it is not offered again ([`REFUSAL_MEMORY`]).
+    refused: HashMap<(PeerId, String), (Hlc, Duration)>,
 }
+
+/// How long a record a peer refused is not handed to it again at the same version: views that
+/// differ converge within minutes, and a refusal that stands costs a digest entry a round, not
+/// the record.
+pub const REFUSAL_MEMORY: Duration = Duration::from_secs(600);
+
+/// Most refusals remembered; past it, new ones are not (the records go again each round).
+pub const MAX_REFUSALS: usize = 65_536;
 
 impl Upkeep {
     /// A round: garbage first (as `Remove` actions; the summaries below leave those keys out),
@@ -158,6 +169,7 @@ impl Upkeep {
         now: Now,
     ) -> Vec<UpkeepAction> {
         let tombstone_ms = u64::try_from(config.tombstone_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.refused.retain(|_, (_, until)| *until > now.mono);
         let mut actions = Vec::new();
         let mut doomed = HashSet::new();
         holdings.for_each(&mut |r| {
@@ -324,7 +336,12 @@ impl Upkeep {
         let mut batch = Vec::new();
         let mut bytes = 0;
         for key in keys {
-            let Some(record) = holdings.get(&key).cloned() else { continue };
+            let Some(record) = holdings.get(&key) else { continue };
+            let refused = self.refused.get(&(peer, key)).map(|(version, _)| *version);
+            if refused == Some(record.version) {
+                continue; // refused at this version: not again until it changes or expires
+            }
+            let record = record.clone();
             let size = record.key.len() + record.value_len() + 256;
             if !batch.is_empty() && bytes + size > config.batch_bytes {
                 let records = std::mem::take(&mut batch);
@@ -339,6 +356,20 @@ impl Upkeep {
                 .push(UpkeepAction::Send { peer, request: Request::StoreMany { records: batch } });
         }
         actions
+    }
+
+    /// `peer` refused these hand-offs (`(key, version sent)`, from a `StoredMany`'s rejected
+    /// keys) at `now`: they are not sent to it again at that version for [`REFUSAL_MEMORY`].
+    pub fn refused(&mut self, peer: PeerId, refused: Vec<(String, Hlc)>, now: Duration) {
+        for (key, version) in refused {
+            if self.refused.len() >= MAX_REFUSALS {
+                self.refused.retain(|_, (_, until)| *until > now);
+                if self.refused.len() >= MAX_REFUSALS {
+                    return;
+                }
+            }
+            self.refused.insert((peer, key), (version, now + REFUSAL_MEMORY));
+        }
     }
 
     /// Forgets what was offered to `peer` (its summary matched, or it is gone).
@@ -486,6 +517,43 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A record a peer refused is not handed to it again at that version until the memory
+    /// expires; a newer version goes at once, and other peers are not affected.
+    #[test]
+    fn a_refused_hand_off_is_not_sent_again_at_the_same_version() {
+        let kp = Keypair::generate_ed25519();
+        let (local, _, members) = overlay(12);
+        let mut held = Held::default();
+        held.0.insert("k".into(), record(&kp, "k", 5));
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let pushed = |actions: Vec<UpkeepAction>| -> usize {
+            actions
+                .iter()
+                .map(|a| match a {
+                    UpkeepAction::Send { request: Request::StoreMany { records }, .. } => {
+                        records.len()
+                    }
+                    _ => 0,
+                })
+                .sum()
+        };
+        let mut upkeep = Upkeep::default();
+        assert_eq!(pushed(upkeep.on_missing(peer, 1, vec!["k".into()], &held, config())), 1);
+        let at = now().mono;
+        upkeep.refused(peer, vec![("k".into(), Hlc::new(5, 0))], at);
+        assert_eq!(pushed(upkeep.on_missing(peer, 2, vec!["k".into()], &held, config())), 0);
+        assert_eq!(pushed(upkeep.on_missing(other, 3, vec!["k".into()], &held, config())), 1);
+        // A newer version is offered at once.
+        held.0.insert("k".into(), record(&kp, "k", 6));
+        assert_eq!(pushed(upkeep.on_missing(peer, 4, vec!["k".into()], &held, config())), 1);
+        held.0.insert("k".into(), record(&kp, "k", 5));
+        // A round past the memory forgets the refusal.
+        let mut later = now();
+        later.mono = at + REFUSAL_MEMORY;
+        upkeep.round(&held, local, &members, config(), later);
+        assert_eq!(pushed(upkeep.on_missing(peer, 5, vec!["k".into()], &held, config())), 1);
     }
 
     /// An extra copy (we are not among the key's R nearest) is removed once each of the R

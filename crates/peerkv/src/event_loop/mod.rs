@@ -90,8 +90,13 @@ enum Lookup {
 enum Outbound {
     /// A put's or get's request: its answer or failure goes back to the op.
     Op { op: OpId, kind: Kind },
-    /// A read repair or hand-off: nobody waits for it.
+    /// A read repair or another write nobody waits for.
     Repair { key: String },
+    /// Upkeep's hand-off of these records (key, version): the keys a `StoredMany` rejects are
+    /// not sent to that peer again at those versions for a while ([`Upkeep::refused`]).
+    ///
+    /// [`Upkeep::refused`]: crate::core::upkeep::Upkeep::refused
+    Handoff { sent: Vec<(String, crate::Hlc)> },
     /// An upkeep digest (its id): its answer says which records to push.
     Digest(u64),
     /// An upkeep summary: its answer says which buckets to send digests for.
@@ -187,6 +192,9 @@ pub(crate) struct EventLoop {
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Peers mDNS told us of (until their mDNS record expires), for rejoining.
     mdns_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Of those, the ones whose handshake failed (another `--psk` key): the rejoin timer
+    /// leaves them alone for a while.
+    mdns_backoff: crate::core::membership::Backoff,
     /// When the next rejoin round is due.
     next_rejoin: Instant,
     /// Next [`OpId`].
@@ -292,6 +300,7 @@ impl EventLoop {
             share_offset: 0,
             peer_addrs: HashMap::new(),
             mdns_peers: HashMap::new(),
+            mdns_backoff: Default::default(),
             next_rejoin: Instant::now() + REJOIN_INTERVAL,
             next_op: 0,
             ops: HashMap::new(),

@@ -52,6 +52,7 @@ impl EventLoop {
                 self.connections_opened += 1;
                 // It is up: no longer counted as down in quorums.
                 self.suspects.heard(&peer_id);
+                self.mdns_backoff.clear(&peer_id);
                 if let Some(dial) = self.dials.remove(&connection_id) {
                     match dial.purpose {
                         DialPurpose::Dial(reply) => {
@@ -74,6 +75,12 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+                if let Some(peer) = peer_id.filter(|p| self.mdns_peers.contains_key(p)) {
+                    if handshake_failed(&dial_error_text(&error)) {
+                        let now = self.now().mono;
+                        self.mdns_backoff.failed(peer, now);
+                    }
+                }
                 if matches!(error, DialError::Denied { .. }) {
                     self.stats.admission.connections_denied_out += 1;
                 }
@@ -372,6 +379,7 @@ impl EventLoop {
                         addrs.retain(|a| a != &addr);
                         if addrs.is_empty() {
                             self.mdns_peers.remove(&peer);
+                            self.mdns_backoff.clear(&peer);
                         }
                     }
                 }
@@ -421,7 +429,13 @@ impl EventLoop {
             local: *swarm.local_peer_id(),
             routed: &routed,
             connected: &connected,
-            mdns: self.mdns_peers.iter().map(|(p, a)| (*p, a.clone())).collect(),
+            // A peer whose handshake failed (another key) waits out its pause.
+            mdns: self
+                .mdns_peers
+                .iter()
+                .filter(|(p, _)| self.mdns_backoff.allows(p, now))
+                .map(|(p, a)| (*p, a.clone()))
+                .collect(),
             bootstrap: self
                 .config
                 .bootstrap
@@ -487,7 +501,7 @@ pub(super) fn psk_hint(reason: String, private: bool) -> String {
     if private && reason.contains("Timeout has been reached") {
         return format!("{reason} — the peer is silent or slow, or uses another --psk key (a handshake with another key can hang until the timeout)");
     }
-    if !reason.contains("Handshake failed") && !reason.contains("Handshake error") {
+    if !handshake_failed(&reason) {
         return reason;
     }
     if private {
@@ -495,6 +509,12 @@ pub(super) fn psk_hint(reason: String, private: bool) -> String {
     } else {
         format!("{reason} — the handshake failed after the connection opened: if the peer runs a private swarm, start this one with the same --psk key")
     }
+}
+
+/// Whether a dial error (in words) says the connection opened and its handshake failed: the
+/// peer is up, and speaks another key, or another protocol.
+pub(super) fn handshake_failed(reason: &str) -> bool {
+    reason.contains("Handshake failed") || reason.contains("Handshake error")
 }
 
 /// What a failed dial says of the peer: it is gone (refused) or silent (no answer, or another

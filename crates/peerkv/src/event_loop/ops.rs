@@ -112,15 +112,17 @@ pub(super) fn nearest_kv_peers(
 
 /// The `n` value-protocol peers nearest to `key` that this peer knows: the members table's and
 /// the routing table's (a routed peer identify has not reached yet is not a member), nearest
-/// first.
+/// first. With `vouched`, of the members only those someone vouched for
+/// ([`Members::nearest_vouched`]: what the pollution guard ranks by).
 pub(super) fn nearest_known_peers(
     members: &Members,
     kad: &mut kad::Behaviour<MemoryStore>,
     kv_support: &HashMap<PeerId, bool>,
     key: &str,
     n: usize,
+    vouched: bool,
 ) -> Vec<PeerId> {
-    let mut all = members.nearest(key, n);
+    let mut all = if vouched { members.nearest_vouched(key, n) } else { members.nearest(key, n) };
     for p in nearest_kv_peers(kad, kv_support, key, n) {
         if !all.contains(&p) {
             all.push(p);
@@ -140,8 +142,9 @@ pub(super) fn nearest_known(
     kv_support: &HashMap<PeerId, bool>,
     key: &str,
     n: usize,
+    vouched: bool,
 ) -> Vec<(PeerId, Vec<Multiaddr>)> {
-    let peers = nearest_known_peers(members, kad, kv_support, key, n);
+    let peers = nearest_known_peers(members, kad, kv_support, key, n, vouched);
     peers
         .into_iter()
         .map(|peer| {
@@ -177,7 +180,7 @@ impl EventLoop {
     /// The value-protocol peers this peer knows nearest to `key`: where a search starts.
     pub(super) fn nearest_peers(&mut self, key: &str, n: usize) -> Vec<PeerId> {
         let kad = &mut self.swarm.behaviour_mut().kad;
-        nearest_known_peers(&self.members, kad, &self.kv_support, key, n)
+        nearest_known_peers(&self.members, kad, &self.kv_support, key, n, false)
     }
 
     /// What the routing view knows of `key`: where an op's search starts.

@@ -107,7 +107,8 @@ impl EventLoop {
                         Request::StoreMany { records } => {
                             self.stats.records_pushed += records.len() as u64;
                             self.stats.push_bytes_sent += bytes;
-                            Outbound::Repair { key: "(upkeep batch)".into() }
+                            let sent = records.iter().map(|r| (r.key.clone(), r.version)).collect();
+                            Outbound::Handoff { sent }
                         }
                         _ => Outbound::Repair { key: "(upkeep)".into() },
                     };

@@ -218,8 +218,10 @@ impl EventLoop {
         let now = self.now();
         let kad = &mut self.swarm.behaviour_mut().kad;
         let (members, kv_support, suspects) = (&self.members, &self.kv_support, &self.suspects);
+        // A write's `near` is what the pollution guard ranks by: members only named in Fetch
+        // answers do not count there (anyone can name anyone).
         let mut near = |key: &str, n: usize| replica::Near {
-            peers: nearest_known(members, kad, kv_support, key, n),
+            peers: nearest_known(members, kad, kv_support, key, n, writes),
             down: suspects.near(key, n),
         };
         let served = if writes {
@@ -353,10 +355,10 @@ impl EventLoop {
         }
     }
 
-    /// The peers the pollution guard ranks this one among off the loop: the members and the
-    /// routing table's peers not known to lack the value protocol (as `nearest_known` does).
+    /// The peers the pollution guard ranks this one among off the loop: the members someone
+    /// vouched for (not those only named in Fetch answers) and the routing table's peers not known to lack the value protocol (as `nearest_known` does).
     fn known_peers_for_guard(&mut self) -> Vec<PeerId> {
-        let mut known = self.members.peers();
+        let mut known = self.members.vouched();
         // A set to look up in: the members table can hold thousands, the routing table ~100.
         let members: std::collections::HashSet<PeerId> = known.iter().copied().collect();
         let kv_support = &self.kv_support;
@@ -418,6 +420,19 @@ impl EventLoop {
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, ?response, "repair answered");
             }
+            Some(Outbound::Handoff { sent }) => match response {
+                Response::StoredMany { rejected, .. } if !rejected.is_empty() => {
+                    tracing::debug!(%peer, refused = rejected.len(), "hand-off partly refused");
+                    let versions: std::collections::HashMap<String, crate::Hlc> =
+                        sent.into_iter().collect();
+                    let refused = rejected
+                        .into_iter()
+                        .filter_map(|(key, _)| versions.get(&key).map(|v| (key, *v)))
+                        .collect();
+                    self.upkeep.refused(peer, refused, now);
+                }
+                other => tracing::debug!(%peer, ?other, "hand-off answered"),
+            },
             Some(Outbound::Summary) => match response {
                 Response::Mismatch { buckets } => self.on_mismatch(peer, &buckets),
                 other => tracing::debug!(%peer, ?other, "unexpected answer to a summary"),
@@ -463,6 +478,9 @@ impl EventLoop {
             }
             Some(Outbound::Repair { key }) => {
                 tracing::debug!(%peer, %key, "repair failed: {reason}");
+            }
+            Some(Outbound::Handoff { sent }) => {
+                tracing::debug!(%peer, records = sent.len(), "hand-off failed: {reason}");
             }
             Some(Outbound::Digest(_)) => tracing::debug!(%peer, "digest failed: {reason}"),
             Some(Outbound::Summary) => tracing::debug!(%peer, "summary failed: {reason}"),
