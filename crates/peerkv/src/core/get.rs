@@ -160,38 +160,8 @@ impl GetOp {
                     env.rtts.observe(peer, env.now.mono.saturating_sub(sent));
                 }
                 let mut actions = Vec::new();
-                match response {
-                    Response::Found { record, near, down } => {
-                        let max = self.config.max_value_size;
-                        let search = &self.search;
-                        match vet(&self.key, record, max, env.now, |r| search.holds(r)) {
-                            Ok(held) => {
-                                if let Some(r) = &held {
-                                    observe(env.clock, env.now, r.version);
-                                }
-                                self.search.answer(peer, held);
-                                learn(&mut self.search, peer, near, down, env, &mut actions);
-                            }
-                            Err(reason) => self.search.fail(peer, reason),
-                        }
-                    }
-                    Response::Version { held, near, down } => {
-                        match check_version(&self.search, &peer, held, env.now) {
-                            Ok(held) => {
-                                if let Some(stamp) = &held {
-                                    observe(env.clock, env.now, stamp.version);
-                                }
-                                self.search.answer_version(peer, held);
-                                learn(&mut self.search, peer, near, down, env, &mut actions);
-                            }
-                            Err(reason) => self.search.fail(peer, reason),
-                        }
-                    }
-                    Response::Rejected { reason } => {
-                        self.search.fail(peer, format!("rejected: {reason}"))
-                    }
-                    other => self.search.fail(peer, format!("unexpected answer {other:?}")),
-                }
+                let max = self.config.max_value_size;
+                take_answer(&mut self.search, &self.key, max, peer, response, env, &mut actions);
                 actions.extend(self.step(env));
                 actions
             }
@@ -295,6 +265,49 @@ impl GetOp {
             elapsed: now.mono.saturating_sub(self.started),
         }
     }
+}
+
+/// Takes `peer`'s answer to a search's Fetch of `key`: a record (checked by [`vet`]) or a
+/// version (by [`check_version`]) counts, with the peers it names; anything else fails the
+/// peer. Gets and puts answer alike.
+pub(super) fn take_answer(
+    search: &mut Search,
+    key: &str,
+    max_value_size: usize,
+    peer: PeerId,
+    response: Response,
+    env: &mut Env<'_>,
+    actions: &mut Vec<Action>,
+) {
+    let (near, down) = match response {
+        Response::Found { record, near, down } => {
+            match vet(key, record, max_value_size, env.now, |r| search.holds(r)) {
+                Ok(held) => {
+                    if let Some(r) = &held {
+                        observe(env.clock, env.now, r.version);
+                    }
+                    search.answer(peer, held);
+                }
+                Err(reason) => return search.fail(peer, reason),
+            }
+            (near, down)
+        }
+        Response::Version { held, near, down } => {
+            match check_version(search, &peer, held, env.now) {
+                Ok(held) => {
+                    if let Some(stamp) = &held {
+                        observe(env.clock, env.now, stamp.version);
+                    }
+                    search.answer_version(peer, held);
+                }
+                Err(reason) => return search.fail(peer, reason),
+            }
+            (near, down)
+        }
+        Response::Rejected { reason } => return search.fail(peer, format!("rejected: {reason}")),
+        other => return search.fail(peer, format!("unexpected answer {other:?}")),
+    };
+    learn(search, peer, near, down, env, actions);
 }
 
 /// A version answer as it may count: asked for (a peer asked for its whole record must send

@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
-use super::get::check_version;
+use super::get::take_answer;
 use super::search::Fetching;
-use super::{observe, vet, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Tally, View};
+use super::{observe, Action, Env, Input, Kind, Now, OpConfig, Outcome, Search, Tally, View};
 use crate::clock::Hlc;
 use crate::command::PutReport;
 use crate::error::Error;
@@ -165,38 +165,8 @@ impl PutOp {
                     return Vec::new(); // never asked, or answered already
                 }
                 let mut actions = Vec::new();
-                match response {
-                    Response::Found { record, near, down } => {
-                        let key = &self.record.key;
-                        let max = self.config.max_value_size;
-                        match vet(key, record, max, env.now, |r| search.holds(r)) {
-                            Ok(held) => {
-                                if let Some(r) = &held {
-                                    observe(env.clock, env.now, r.version);
-                                }
-                                search.answer(peer, held);
-                                learn(search, peer, near, down, env, &mut actions);
-                            }
-                            Err(reason) => search.fail(peer, reason),
-                        }
-                    }
-                    Response::Version { held, near, down } => {
-                        match check_version(search, &peer, held, env.now) {
-                            Ok(held) => {
-                                if let Some(stamp) = &held {
-                                    observe(env.clock, env.now, stamp.version);
-                                }
-                                search.answer_version(peer, held);
-                                learn(search, peer, near, down, env, &mut actions);
-                            }
-                            Err(reason) => search.fail(peer, reason),
-                        }
-                    }
-                    Response::Rejected { reason } => {
-                        search.fail(peer, format!("rejected: {reason}"))
-                    }
-                    other => search.fail(peer, format!("unexpected answer {other:?}")),
-                }
+                let (key, max) = (&self.record.key, self.config.max_value_size);
+                take_answer(search, key, max, peer, response, env, &mut actions);
                 actions.extend(self.step(env));
                 actions
             }
@@ -450,37 +420,69 @@ pub(super) fn learn(
 mod tests {
     use super::*;
     use crate::clock::Clock;
+    use crate::core::get::check_version;
     use crate::record::Stamp;
     use libp2p::identity::Keypair;
 
-    /// Defect 9 of issue 10: when every peer tried failed, the put said `0 of 0 replicas
-    /// acknowledged (needed 1)`; it now says none could be reached, with why.
-    #[test]
-    fn a_put_that_reaches_nobody_says_so() {
-        let keypair = Keypair::generate_ed25519();
-        let local = keypair.public().to_peer_id();
-        let other = PeerId::random();
-        let mut clock = Clock::new();
-        let not_kv = |_: &PeerId| false;
-        let mut env = Env {
-            now: Now { mono: Duration::ZERO, wall_ms: 1_800_000_000_000 },
-            local,
-            clock: &mut clock,
-            keypair: &keypair,
-            known: 1,
-            not_kv: &not_kv,
-            rtts: &mut crate::core::Rtts::default(),
-        };
-        let config = OpConfig {
-            replication: 5,
-            write_quorum: None,
+    /// What a put's tests lend it: an identity, a clock and round-trip estimates.
+    struct Fixture {
+        keypair: Keypair,
+        clock: Clock,
+        rtts: crate::core::Rtts,
+    }
+
+    fn nobody_lacks_kv(_: &PeerId) -> bool {
+        false
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                keypair: Keypair::generate_ed25519(),
+                clock: Clock::new(),
+                rtts: crate::core::Rtts::default(),
+            }
+        }
+
+        fn local(&self) -> PeerId {
+            self.keypair.public().to_peer_id()
+        }
+
+        fn env(&mut self, wall_ms: u64) -> Env<'_> {
+            Env {
+                now: Now { mono: Duration::ZERO, wall_ms },
+                local: self.keypair.public().to_peer_id(),
+                clock: &mut self.clock,
+                keypair: &self.keypair,
+                known: 1,
+                not_kv: &nobody_lacks_kv,
+                rtts: &mut self.rtts,
+            }
+        }
+    }
+
+    fn op_config(replication: usize, write_quorum: Option<usize>) -> OpConfig {
+        OpConfig {
+            replication,
+            write_quorum,
             read_quorum: None,
             max_value_size: 1024,
             timeout: Duration::from_secs(10),
             search_budget: 40,
             mdns: false,
             bootstrap: 0,
-        };
+        }
+    }
+
+    /// Defect 9 of issue 10: when every peer tried failed, the put said `0 of 0 replicas
+    /// acknowledged (needed 1)`; it now says none could be reached, with why.
+    #[test]
+    fn a_put_that_reaches_nobody_says_so() {
+        let mut fixture = Fixture::new();
+        let local = fixture.local();
+        let other = PeerId::random();
+        let mut env = fixture.env(1_800_000_000_000);
+        let config = op_config(5, None);
         let view = View { nearest: vec![other], suspects: Vec::new(), connected: true };
         let (mut op, actions) =
             PutOp::start("k".into(), Some(b"v".to_vec()), None, view, config, &mut env)
@@ -505,31 +507,12 @@ mod tests {
     /// runs ahead) has it signed again past that version before it is stored.
     #[test]
     fn a_put_asks_versions_and_writes_past_a_newer_one() {
-        let keypair = Keypair::generate_ed25519();
-        let local = keypair.public().to_peer_id();
+        let mut fixture = Fixture::new();
+        let local = fixture.local();
         let other = PeerId::random();
-        let mut clock = Clock::new();
-        let not_kv = |_: &PeerId| false;
         let wall_ms = 1_800_000_000_000;
-        let mut env = Env {
-            now: Now { mono: Duration::ZERO, wall_ms },
-            local,
-            clock: &mut clock,
-            keypair: &keypair,
-            known: 1,
-            not_kv: &not_kv,
-            rtts: &mut crate::core::Rtts::default(),
-        };
-        let config = OpConfig {
-            replication: 2,
-            write_quorum: Some(2),
-            read_quorum: None,
-            max_value_size: 1024,
-            timeout: Duration::from_secs(10),
-            search_budget: 40,
-            mdns: false,
-            bootstrap: 0,
-        };
+        let mut env = fixture.env(wall_ms);
+        let config = op_config(2, Some(2));
         let view = View { nearest: vec![other], suspects: Vec::new(), connected: true };
         let (mut op, actions) =
             PutOp::start("k".into(), Some(b"v".to_vec()), None, view, config, &mut env)
