@@ -337,7 +337,7 @@ impl Search {
             // answers then hold a whole record, so the get waits for no one more than with
             // whole records everywhere. The slowest by the estimates answer with versions.
             // With a record in hand, versions are all the get needs.
-            if self.newest().is_none() {
+            if self.newest_held().is_none() {
                 let before = self.versions_asked().saturating_sub(ask.len());
                 let room = self.needed().saturating_sub(1).saturating_sub(before);
                 let mut by_speed: Vec<(std::time::Duration, usize, PeerId)> = ask
@@ -386,7 +386,7 @@ impl Search {
 
     /// The peer that answered the newest version, when it is newer than every record in hand.
     fn behind(&self) -> Option<PeerId> {
-        let best = self.newest().map(|r| r.stamp());
+        let best = self.newest_held().map(Record::stamp);
         self.state
             .iter()
             .filter_map(|(p, s)| match s {
@@ -555,17 +555,21 @@ impl Search {
 
     /// The newest record any asked peer answered with.
     pub fn newest(&self) -> Option<Record> {
+        self.newest_held().cloned()
+    }
+
+    /// [`Search::newest`] without the copy (the search's own checks run on every answer).
+    fn newest_held(&self) -> Option<&Record> {
         placement::newest(self.state.values().filter_map(|s| match s {
             Reach::Answered(r) => Some(r),
             _ => None,
         }))
-        .cloned()
     }
 
     /// The newest version any asked peer answered with, in a record or a stamp (what a put
     /// must write past).
     pub fn newest_stamp(&self) -> Option<Stamp> {
-        let records = self.newest().map(|r| r.stamp());
+        let records = self.newest_held().map(Record::stamp);
         let stamps = self.state.values().filter_map(|s| match s {
             Reach::Stamped(Some(stamp)) => Some(stamp.clone()),
             _ => None,
